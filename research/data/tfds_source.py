@@ -77,6 +77,14 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
   return source, source.dataset_info
 
 
+def _read(source, keys: range) -> list[dict]:
+  """Reads records in one batched call (~4x faster than one at a time)."""
+  try:
+    return source.__getitems__(list(keys))
+  except TypeError:  # tfds.testing.mock_data's sources lack a working __getitems__.
+    return [source[k] for k in keys]
+
+
 @dataclasses.dataclass(frozen=True)
 class ArraySplit:
   """A decoded split held in memory: images uint8 [N, H, W, C], labels int32 [N]."""
@@ -100,7 +108,7 @@ def load_split(name: str, split: str, data_dir: str | None = None, *,
   start, n = time.time(), len(source)
   images, labels = [], []
   for lo in range(0, n, chunk):
-    records = source.__getitems__(list(range(lo, min(n, lo + chunk))))
+    records = _read(source, range(lo, min(n, lo + chunk)))
     images.append(np.stack([r[image_key] for r in records]))
     labels.append(np.asarray([r[label_key] for r in records], np.int32))
   logging.info("Decoded %s[%s]: %d examples in %.1f s.", name, split, n,

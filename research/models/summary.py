@@ -5,7 +5,8 @@ per image, the forward-pass memory) and multiply-accumulates, with totals.
 Nothing is computed: the model is traced with `jax.eval_shape`, so an
 ImageNet VGG-16 summarises in about a second. Convolution and pooling windows
 are checked with `ops.conv_output_size`, so a filter that does not tile its
-input stops with an error naming the layer.
+input (leaving real pixels unvisited, not just padding) stops with an error
+naming the layer.
 
 Counting rules (the notes'): MACs are counted for convolutions and dense
 layers only; activations count the input and every leaf layer's output except
@@ -89,7 +90,7 @@ def _window_check(name: str, in_hw, out_hw, window, strides, padding):
   for w, f, s, (lo, hi), o in zip(in_hw, window, strides, padding, out_hw):
     if lo != hi:
       continue  # Asymmetric padding: the formula with a single P does not apply.
-    if ops.conv_output_size(w, f, s, lo, layer=name) != o:
+    if ops.conv_output_size(w, f, s, lo, allow_unused_padding=True, layer=name) != o:
       raise ValueError(f"{name}: conv arithmetic gives {w}->{o} mismatch.")
 
 

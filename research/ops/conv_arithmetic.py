@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 def conv_output_size(input_size: int, kernel: int, stride: int = 1,
                      padding: int = 0, *, dilation: int = 1,
-                     layer: str = "layer") -> int:
+                     allow_unused_padding: bool = False, layer: str = "layer") -> int:
   """Spatial output size of a convolution or pooling window along one axis.
 
   Args:
@@ -20,10 +20,14 @@ def conv_output_size(input_size: int, kernel: int, stride: int = 1,
     padding: P, zero padding on each side.
     dilation: spacing between window taps; the effective window is
       dilation * (F - 1) + 1.
+    allow_unused_padding: accept a remainder no larger than P, i.e. windows
+      that leave only padding unvisited (ResNet's 7x7/2 conv with P=3 on 224
+      gives 112 this way, as every framework floors it); real input pixels
+      left unvisited are still an error.
     layer: a name used in the error message.
 
   Returns:
-    (W - F_eff + 2P) / S + 1.
+    (W - F_eff + 2P) / S + 1, floored when allow_unused_padding lets it be.
 
   Raises:
     ValueError: naming `layer`, when the window does not fit the input or the
@@ -39,7 +43,7 @@ def conv_output_size(input_size: int, kernel: int, stride: int = 1,
   if span < 0:
     raise ValueError(f"{layer}: a {effective}-wide window does not fit an input of "
                      f"{input_size} with padding {padding}.")
-  if span % stride:
+  if span % stride and not (allow_unused_padding and span % stride <= padding):
     raise ValueError(
         f"{layer}: (W - F + 2P) / S + 1 = ({input_size} - {effective} + 2*{padding}) / "
         f"{stride} + 1 = {span / stride + 1:g} is not an integer; the filter does not "

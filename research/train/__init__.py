@@ -1,0 +1,1 @@
+"""Training: state, jitted steps, optimizers, checkpoints, metrics, the loop."""

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything this project needs on a fresh Debian/Ubuntu machine:
+# the apt packages (real data: Fashion-MNIST), then the pinned Python packages
+# into the active Python environment (make and activate a venv first if you
+# want one). Safe to rerun: installed packages are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(dataset-fashion-mnist)
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "Please install the Debian packages: ${missing[*]} (as root: apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python -m pip install -q --disable-pip-version-check -r requirements.txt
