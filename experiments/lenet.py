@@ -22,6 +22,7 @@ Arguments (`--config=experiments/lenet.py:ARG`):
 
 import ml_collections
 
+from research import models
 from research.models import lenet as lenet_model
 from research.report import Claim
 from research.train import config as config_lib, trainer
@@ -32,8 +33,8 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.base_config()
   config.model.name = "lenet5"
-  config.model.kwargs = ml_collections.ConfigDict(
-      {"activation": "relu", "pooling": "max", "c3_table": True})
+  config.model.kwargs = ml_collections.ConfigDict(models.default_kwargs(
+      "lenet5", activation="relu", pooling="max", c3_table=True))
   config.batch_size = 128
   config.num_epochs = 12.0
   config.optimizer.name = "adam"

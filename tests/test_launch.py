@@ -1,5 +1,6 @@
 """launch.py: bad flags stop before any work with an error naming the key."""
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,25 @@ def test_list_and_summary():
   result = launch("--summary=lenet5", "--input_shape=28,28,1")
   assert result.returncode == 0, result.stderr[-2000:]
   assert "61,706" in result.stdout and "C3" in result.stdout
+
+
+def test_experiment_runs_end_to_end_and_writes_its_report(data_dir, tmp_path):
+  workdir = tmp_path / "lenet"
+  result = launch("--config=experiments/lenet.py", f"--workdir={workdir}",
+                  "--config.data.train_split=train[:2048]", "--config.data.eval_split=test[:512]",
+                  "--config.num_epochs=2", "--config.eval_train_examples=512",
+                  "--config.model.kwargs.dropout=0.1")
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = (workdir / "report.md").read_text()
+  assert "python launch.py --config=experiments/lenet.py" in report
+  assert "| LeCun et al. 1998, §II.B |" in report and "60,806" in report  # Free parameters.
+  assert "test/accuracy" in report and "train_eval/accuracy" in report
+  assert "[holds] LeCun et al. 1998" in result.stdout
+  claims = json.loads((workdir / "claims.json").read_text())
+  assert {c["source"] for c in claims} >= {"LeCun et al. 1998, §II.B"}
+  # Running it again resumes the finished run instead of training again.
+  again = launch("--config=experiments/lenet.py", f"--workdir={workdir}",
+                 "--config.data.train_split=train[:2048]", "--config.data.eval_split=test[:512]",
+                 "--config.num_epochs=2", "--config.eval_train_examples=512",
+                 "--config.model.kwargs.dropout=0.1")
+  assert again.returncode == 0 and "Restoring checkpoint of step 32" in again.stderr

@@ -7,6 +7,7 @@ named intermediate activations. Adding a model is adding a module: nothing
 here needs editing.
 """
 
+import dataclasses
 import functools
 import importlib
 import pkgutil
@@ -35,3 +36,25 @@ def get_model(name: str, **kwargs) -> nn.Module:
     return models[name](**kwargs)
   except TypeError as e:
     raise ValueError(f"Bad arguments {kwargs} for model {name!r}: {e}") from e
+
+
+def default_kwargs(name: str, **overrides) -> dict:
+  """The model's constructor fields with their defaults (plain values only), updated.
+
+  Putting all of them in config.model.kwargs lets `--config.model.kwargs.X=...`
+  override any of them, type-checked, and `--print_config` show them.
+  """
+  if name not in registry():
+    raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry()))}.")
+  ctor = registry()[name]
+  kwargs = {}
+  if dataclasses.is_dataclass(ctor):
+    for field in dataclasses.fields(ctor):
+      if field.name in ("parent", "name", "num_classes"):
+        continue
+      if isinstance(field.default, (bool, int, float, str, tuple)):
+        kwargs[field.name] = field.default
+  unknown = set(overrides) - set(kwargs)
+  if unknown and dataclasses.is_dataclass(ctor):
+    raise ValueError(f"Model {name!r} has no fields {sorted(unknown)}; it has {sorted(kwargs)}.")
+  return {**kwargs, **overrides}

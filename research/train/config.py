@@ -47,8 +47,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.
   c.eval_train_examples = 0     # > 0: also evaluate on this many training examples.
 
+  # Intervals in steps, or in epochs when the *_epochs key is > 0.
   c.log_every_steps = 100
   c.eval_every_steps = 0        # 0: evaluate at the end only.
+  c.eval_every_epochs = 0.0
   c.checkpoint_every_steps = 1000
+  c.checkpoint_every_epochs = 0.0
   c.keep_checkpoints = 3
   return c

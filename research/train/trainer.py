@@ -53,7 +53,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
   require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
           config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
-  for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+  for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
+              "eval_every_epochs", "checkpoint_every_epochs"):
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
@@ -67,6 +68,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def _every(step: int, interval: int, last: int) -> bool:
   return step == last or (interval > 0 and step % interval == 0)
+
+
+def _interval_steps(config, what: str, steps_per_epoch: int) -> int:
+  """config.<what>_every_epochs when set (> 0), else config.<what>_every_steps."""
+  epochs = config[f"{what}_every_epochs"]
+  if epochs > 0:
+    return max(1, int(round(epochs * steps_per_epoch)))
+  return config[f"{what}_every_steps"]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -99,6 +108,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                      download=data.download)
   steps_per_epoch = len(train_data) // config.batch_size
   total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  eval_every = _interval_steps(config, "eval", steps_per_epoch)
+  checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
   logging.info("%d training examples, %d eval; %d steps of %d (%.2f epochs).",
                len(train_data), len(eval_data), total_steps, config.batch_size,
                total_steps / max(steps_per_epoch, 1))
@@ -197,9 +208,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       writer.write(step, last_train)
       progress.log(step, {k.split("/")[1]: v for k, v in last_train.items()
                           if k in ("train/loss", "train/accuracy")})
-    if _every(step, config.eval_every_steps, total_steps):
+    if _every(step, eval_every, total_steps):
       last_eval = run_evals(step)
-    if _every(step, config.checkpoint_every_steps, total_steps):
+    if _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
       last_saved = step
