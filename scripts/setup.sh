@@ -3,10 +3,20 @@
 # the apt packages (real data: Fashion-MNIST), then the pinned Python packages
 # into the active Python environment (make and activate a venv first if you
 # want one). Safe to rerun: installed packages are skipped.
+#
+#   bash scripts/setup.sh               # the project
+#   bash scripts/setup.sh --with-slurm  # also Slurm, munge and MariaDB, for the
+#                                       # cluster tests and scripts/slurm_cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(dataset-fashion-mnist)
+for arg in "$@"; do
+  case $arg in
+    --with-slurm) APT_PACKAGES+=(slurmctld slurmd slurm-client slurmdbd munge mariadb-server) ;;
+    *) echo "Unknown option $arg; the only option is --with-slurm." >&2; exit 2 ;;
+  esac
+done
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
