@@ -7,6 +7,19 @@
   python launch.py --config=experiments/lenet.py --summary=config
   python launch.py --config=experiments/lenet.py --print_config
 
+Sweeps (the experiment's sweep(arg); one run per subdirectory of --workdir):
+
+  python launch.py --config=experiments/lenet.py --sweep                    # local processes
+  python launch.py --config=experiments/lenet.py --sweep --launcher=slurm   # a job array
+  python launch.py --sweep_summary --workdir=runs/lenet_sweep               # table + plot again
+
+Multi-host (one JAX process per task or per command, joined into one mesh):
+
+  python launch.py --config=experiments/lenet.py --launcher=slurm \
+      --slurm_tasks_per_node=2 --distributed
+  python launch.py --config=... --distributed --coordinator_address=localhost:12355 \
+      --num_processes=2 --process_id=0   # and =1 in a second shell
+
 `--config.key=value` overrides any config key; unknown keys, wrong types and
 impossible values stop before any work, with an error naming the key.
 """
@@ -32,6 +45,38 @@ _PRINT_CONFIG = flags.DEFINE_bool("print_config", False,
 _INPUT_SHAPE = flags.DEFINE_list(
     "input_shape", None, "H,W,C for --summary (default: the config's dataset, else "
     "224,224,3).")
+
+# --- Sweeps and launchers (research/launch/sweep.py, launchers.py) ---------
+_SWEEP = flags.DEFINE_bool("sweep", False, "Run the experiment's sweep(arg): one run per "
+                           "override set, each in its own subdirectory of --workdir.")
+_SWEEP_SUMMARY = flags.DEFINE_bool("sweep_summary", False, "Only rebuild the summary table "
+                                   "and plot of the sweep in --workdir.")
+_METRIC = flags.DEFINE_string("metric", "test/accuracy", "The sweep summary's metric.")
+_LAUNCHER = flags.DEFINE_enum("launcher", "local", ["local", "slurm"],
+                              "Where runs go: local processes, or Slurm jobs (submitit).")
+_MAX_PARALLEL = flags.DEFINE_integer("max_parallel", 0, "Runs at once (0: the CPU count "
+                                     "for local; no limit for Slurm arrays).")
+_SLURM_PARTITION = flags.DEFINE_string("slurm_partition", "", "Partition (default: the "
+                                       "cluster's default).")
+_SLURM_TIME = flags.DEFINE_integer("slurm_time_min", 60, "Time limit per job, minutes.")
+_SLURM_CPUS = flags.DEFINE_integer("slurm_cpus_per_task", 1, "CPUs per task.")
+_SLURM_GPUS = flags.DEFINE_integer("slurm_gpus_per_node", 0, "GPUs per node.")
+_SLURM_MEM = flags.DEFINE_float("slurm_mem_gb", 0, "Memory per node, GB (0: the default).")
+_SLURM_NODES = flags.DEFINE_integer("slurm_nodes", 1, "Nodes per run.")
+_SLURM_TASKS = flags.DEFINE_integer("slurm_tasks_per_node", 1, "Tasks (JAX processes) per "
+                                    "node; more than one process needs --distributed.")
+_SLURM_SIGNAL = flags.DEFINE_integer("slurm_signal_delay_s", 90, "Seconds before the time "
+                                     "limit that Slurm warns a job, which then checkpoints "
+                                     "and requeues itself.")
+_SLURM_WAIT = flags.DEFINE_bool("slurm_wait", True, "Wait for the jobs and print the summary; "
+                                "--noslurm_wait submits and returns.")
+# --- Multi-host (research/launch/distributed.py) --------------------------
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Join this run's processes with "
+                                 "jax.distributed: under Slurm from its variables, else "
+                                 "from the three flags below.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
 
 
 def _default_workdir(config_arg: str) -> str:
@@ -60,6 +105,41 @@ def _print_summary(name: str) -> None:
   print(summary.summarize(model, shape or (224, 224, 3), train=False).table())
 
 
+def _slurm_launcher(folder: str):
+  from research.launch import launchers
+  return launchers.SlurmLauncher(
+      folder, partition=_SLURM_PARTITION.value, time_min=_SLURM_TIME.value,
+      cpus_per_task=_SLURM_CPUS.value, gpus_per_node=_SLURM_GPUS.value,
+      mem_gb=_SLURM_MEM.value, nodes=_SLURM_NODES.value, tasks_per_node=_SLURM_TASKS.value,
+      max_parallel=_MAX_PARALLEL.value, signal_delay_s=_SLURM_SIGNAL.value,
+      wait=_SLURM_WAIT.value)
+
+
+def _launch(module, config_file: str, arg: str, workdir: str) -> None:
+  """--sweep, or one run as a Slurm job: plan trial directories, launch them."""
+  from research.launch import launchers, sweep
+  if _SLURM_TASKS.value * _SLURM_NODES.value > 1 and not _DISTRIBUTED.value:
+    raise app.UsageError("Several Slurm tasks per run need --distributed (else each task "
+                         "trains alone).")
+  extra = sweep.command_line_overrides(module, arg, _CONFIG.value)
+  if _SWEEP.value:
+    workdirs = sweep.plan(module, config_file, arg, workdir, extra=extra,
+                          distributed=_DISTRIBUTED.value, metric=_METRIC.value)
+  else:  # One run, submitted to Slurm: the workdir is the trial's own.
+    workdirs = [sweep.plan_single(module, config_file, arg, workdir, extra=extra,
+                                  distributed=_DISTRIBUTED.value)]
+  if _LAUNCHER.value == "local":
+    launcher = launchers.LocalLauncher(_MAX_PARALLEL.value)
+  else:
+    launcher = _slurm_launcher(os.path.join(workdir, "slurm"))
+  if _SWEEP.value:
+    table = sweep.run_sweep(workdirs, launcher, workdir, _METRIC.value)
+    if table:
+      print(table + f"\nWritten to {workdir}/summary.md, summary.csv and summary.png.")
+  elif launcher.launch(workdirs):
+    print(f"Report: {workdir}/report.md")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's parsing, with an unknown config key reported as such, not a traceback."""
   try:
@@ -77,6 +157,19 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   from research.launch import experiment, logs  # After flag parsing: imports JAX.
   logs.quiet_library_logs()
+  if _SWEEP_SUMMARY.value:
+    from research.launch import sweep
+    if not _WORKDIR.value:
+      raise app.UsageError("--sweep_summary needs the sweep's --workdir.")
+    print(sweep.summarize(_WORKDIR.value, _METRIC.value if flags.FLAGS["metric"].present
+                          else None))
+    return
+  if _DISTRIBUTED.value and not (_SWEEP.value or _LAUNCHER.value == "slurm"):
+    from research.launch import distributed  # This process is one of the run's.
+    try:
+      distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
   if _LIST.value:
     for path, title in experiment.list_experiments():
       print(f"{path:<36} {title}")
@@ -96,7 +189,13 @@ def main(argv):
     experiment.validate(module, _CONFIG.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
-  workdir = _WORKDIR.value or _default_workdir(config_arg)
+  workdir = _WORKDIR.value or _default_workdir(config_arg) + ("_sweep" if _SWEEP.value else "")
+  if _SWEEP.value or _LAUNCHER.value == "slurm":
+    try:
+      _launch(module, config_file, config_arg.partition(":")[2], workdir)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from e
+    return
   logging.info("Experiment %s -> %s", config_arg, workdir)
   experiment.run_experiment(module, _CONFIG.value, workdir)
 

@@ -14,6 +14,10 @@ Command (the README's main command; about 2 minutes on 2 CPU cores):
 Expected: test accuracy about 0.91 (at least 0.90) on Fashion-MNIST after 12
 epochs; `report.md` checks the claims below.
 
+Sweep (learning rate x batch size, 2 epochs each; about 3 minutes on 2 cores):
+
+  python launch.py --config=experiments/lenet.py --sweep --workdir=runs/lenet_sweep
+
 Arguments (`--config=experiments/lenet.py:ARG`):
   (none)  Fashion-MNIST, ReLU + max pooling.
   paper   Fashion-MNIST, scaled tanh + average pooling, as in the paper.
@@ -24,6 +28,7 @@ import ml_collections
 
 from research import models
 from research.models import lenet as lenet_model
+from research.launch import sweep as sweep_lib
 from research.report import Claim
 from research.train import config as config_lib, trainer
 
@@ -55,6 +60,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      "'', 'paper', 'mnist'.")
   config.arg = arg or ""
   return config
+
+
+def sweep(arg: str | None = None) -> list[dict]:
+  """Adam's learning rate x batch size, short runs (the trends, not final accuracy)."""
+  del arg  # The same grid for every dataset.
+  return sweep_lib.product(
+      {"optimizer.learning_rate": [1e-3, 3e-3, 1e-2], "batch_size": [64, 128]},
+      sweep_lib.fixed({"eval_every_steps": 0, "eval_train_examples": 0}, num_epochs=2.0))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -14,6 +14,8 @@ import shlex
 import sys
 import types
 
+import jax
+
 from research import report
 from research.train import trainer
 
@@ -61,6 +63,8 @@ def run_experiment(module: types.ModuleType, config, workdir: str,
   validate(module, config)
   run = getattr(module, "run", trainer.train_and_evaluate)
   metrics = run(config, workdir)
+  if jax.process_index() != 0:  # Multi-host: one report per run, not one per process.
+    return metrics
   results = report.evaluate_claims(module.claims(config) if hasattr(module, "claims") else [],
                                    metrics)
   title = (module.__doc__ or module.__name__).strip().splitlines()[0]

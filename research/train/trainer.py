@@ -15,6 +15,7 @@ import time
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
@@ -26,6 +27,33 @@ from research.train import checkpoint, metrics as metrics_lib, optim, run_info, 
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"
+
+# Preemption: a launcher's handler of Slurm's warning signal calls
+# request_preemption(); the loop then checkpoints the step it is at and raises
+# Preempted, and the launcher requeues the job, which resumes from that step.
+# With several processes all must stop at the same step (saving is
+# collective), so they agree every few steps instead of reading their own flag.
+_preemption_requested = False
+PREEMPTION_SYNC_EVERY_STEPS = 10
+
+
+class Preempted(Exception):
+  """The run stopped early on request, after checkpointing its current step."""
+
+
+def request_preemption() -> None:
+  """Asks the training loop to checkpoint and stop (safe in a signal handler)."""
+  global _preemption_requested
+  _preemption_requested = True
+
+
+def _preemption_agreed(step: int) -> bool:
+  if jax.process_count() == 1:
+    return _preemption_requested
+  if step % PREEMPTION_SYNC_EVERY_STEPS:
+    return False
+  flags = multihost_utils.process_allgather(np.int32(_preemption_requested))
+  return bool(np.any(flags))
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -210,10 +238,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                           if k in ("train/loss", "train/accuracy")})
     if _every(step, eval_every, total_steps):
       last_eval = run_evals(step)
-    if _every(step, checkpoint_every, total_steps):
+    preempted = step < total_steps and _preemption_agreed(step)
+    if preempted or _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
       last_saved = step
+    if preempted:
+      ckpt.close()
+      writer.close()
+      raise Preempted(f"Preempted at step {step} of {total_steps}; checkpointed in "
+                      f"{ckpt.directory}. Run again with the same workdir to resume.")
     if step == kill_at:
       os.kill(os.getpid(), signal.SIGKILL)
 

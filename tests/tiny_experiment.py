@@ -1,0 +1,40 @@
+"""A tiny experiment for the sweep, Slurm and multi-host tests: seconds per run.
+
+Arguments: (none) two good runs; `fail` adds a run whose loss diverges;
+`slow` sleeps 0.3 s per training step, so a test can signal a run mid-way.
+"""
+
+import time
+
+from research.launch import sweep as sweep_lib
+from research.train import trainer
+from tests.test_train import tiny_config
+
+
+def get_config(arg: str | None = None):
+  config = tiny_config()
+  config.arg = arg or ""
+  if arg == "slow":
+    config.total_steps, config.checkpoint_every_steps = 60, 20
+  return config
+
+
+def sweep(arg: str | None = None) -> list[dict]:
+  runs = sweep_lib.product({"optimizer.learning_rate": [0.02, 0.05]},
+                           sweep_lib.fixed(log_every_steps=6))
+  if arg == "fail":  # Diverges within a few steps: the trainer stops it with a NaN error.
+    runs += sweep_lib.fixed({"optimizer.learning_rate": 1e30, "optimizer.schedule": "constant"},
+                            log_every_steps=1)
+  return runs
+
+
+def run(config, workdir: str) -> dict:
+  if config.arg == "slow":
+    batches = trainer.pipeline.train_batches
+
+    def slow_batches(*args, **kwargs):
+      for batch in batches(*args, **kwargs):
+        time.sleep(0.3)
+        yield batch
+    trainer.pipeline.train_batches = slow_batches
+  return trainer.train_and_evaluate(config, workdir)
