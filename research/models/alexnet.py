@@ -1,0 +1,109 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton 2012, "ImageNet classification with
+deep convolutional neural networks", §3 and Fig. 2).
+
+`alexnet_paper`, 227x227x3 input (the paper's "224" does not tile: the cs231n
+notes' (224 - 11)/4 + 1 = 54.25):
+
+  conv1 96 11x11/4 -> 55x55x96, ReLU, LRN, max pool 3x3/2 -> 27x27x96
+  conv2 256 5x5 pad 2, 2 groups -> 27x27x256, ReLU, LRN, pool -> 13x13x256
+  conv3 384 3x3 pad 1 (dense: "connected to all kernel maps in the second layer")
+  conv4 384 3x3 pad 1, 2 groups;  conv5 256 3x3 pad 1, 2 groups, pool -> 6x6x256
+  fc6 4096, fc7 4096 (ReLU, dropout 0.5 on their outputs, §4.2), fc8 1000
+
+The two-GPU split (§3.2, Fig. 2) is `feature_group_count=2` on conv2, conv4
+and conv5, whose kernels see only the maps on their own GPU; conv1 is split
+too but each half sees the whole image, which is a dense conv. LRN (§3.3) and
+overlapping 3x3/2 pooling (§3.4) as in the paper. 60,965,224 parameters (the
+count of Caffe's bvlc_alexnet, the same layout).
+
+`alexnet`: torchvision's single-stream variant (from Krizhevsky 2014, "One
+weird trick"): 64/192/384/256/256 maps, no groups, no LRN, conv1 padding 2,
+adaptive average pooling to 6x6, dropout before fc6 and fc7; 61,100,840
+parameters. At 224 its conv1 gives (224 - 11 + 4)/4 + 1 = 55.25 and PyTorch
+rounds down, so it uses `floor_mode` (the same output as padding (2, 1)).
+
+`alexnet_small`: the paper's layout scaled to 28x28 (or 32x32) grayscale:
+conv1 5x5/1, widths /4 and 4x narrower FC layers, floor rounding
+(28 -> 28 -> pool 13 -> 13 -> pool 6 -> 6 -> pool 2).
+"""
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+
+from research.models import common, layers
+
+
+class AlexNet(nn.Module):
+  """AlexNet. Input float [B, H, W, C] (227x227x3 for the paper's shapes).
+
+  Returns logits [B, num_classes] and features conv1..conv5 (after ReLU,
+  before LRN and pooling) and fc6, fc7.
+  """
+  num_classes: int = 1000
+  widths: Sequence[int] = (96, 256, 384, 384, 256)
+  groups: Sequence[int] = (1, 2, 1, 2, 2)   # The two-GPU split of §3.2.
+  fc_width: int = 4096
+  conv1_kernel: int = 11
+  conv1_stride: int = 4
+  conv1_padding: int = 0
+  lrn: bool = True
+  # torchvision: AdaptiveAvgPool2d((6, 6)) before the classifier.
+  pooled_size: int | None = None
+  dropout: float = 0.5
+  dropout_first: bool = False      # torchvision: dropout on fc6's and fc7's inputs.
+  # False: every window must tile its input (the summary's check, hence 227).
+  # True: round down like PyTorch.
+  floor_mode: bool = False
+  # §5: weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the FC layers
+  # ("accelerates the early stages of learning" by giving ReLUs positive
+  # inputs), 0 elsewhere. Off by default: Flax's LeCun-normal init instead.
+  paper_init: bool = False
+
+  def _paper_init(self, *, bias_one: bool = False, fc: bool = False) -> dict:
+    """Initializer keyword arguments for a conv layer (or, with fc, the classifier)."""
+    if not self.paper_init:
+      return {}
+    weights = nn.initializers.normal(0.01)
+    if fc:
+      return {"kernel_init": weights, "hidden_bias_init": nn.initializers.ones}
+    return {"kernel_init": weights,
+            "bias_init": nn.initializers.ones if bias_one else nn.initializers.zeros}
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    mode = "floor" if self.floor_mode else "exact"
+    features = {}
+    kernels = (self.conv1_kernel, 5, 3, 3, 3)
+    strides = (self.conv1_stride, 1, 1, 1, 1)
+    paddings = (self.conv1_padding, 2, 1, 1, 1)
+    for i, (width, groups, k, s, p) in enumerate(
+        zip(self.widths, self.groups, kernels, strides, paddings), start=1):
+      x = nn.Conv(width, (k, k), s, padding=common.window_padding(x.shape[1:3], k, s, p, mode),
+                  feature_group_count=groups, name=f"conv{i}",
+                  **self._paper_init(bias_one=i in (2, 4, 5)))(x)
+      x = features[f"conv{i}"] = nn.relu(x)
+      if self.lrn and i <= 2:
+        x = layers.LocalResponseNorm(name=f"norm{i}")(x)
+      if i in (1, 2, 5):
+        x = layers.MaxPool(3, 2, padding=common.window_padding(x.shape[1:3], 3, 2, 0, mode),
+                           name=f"pool{i}")(x)
+    if self.pooled_size is not None:
+      x = common.AdaptiveAvgPool(self.pooled_size, name="avgpool")(x)
+    logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
+                               num_classes=self.num_classes, dropout=self.dropout,
+                               train=train, dropout_first=self.dropout_first,
+                               **self._paper_init(fc=True))
+    return logits, features
+
+
+alexnet_paper = AlexNet
+alexnet = functools.partial(
+    AlexNet, widths=(64, 192, 384, 256, 256), groups=(1,) * 5, conv1_padding=2, lrn=False,
+    pooled_size=6, dropout_first=True, floor_mode=True)
+alexnet_small = functools.partial(
+    AlexNet, num_classes=10, widths=(24, 64, 96, 96, 64), fc_width=1024,
+    conv1_kernel=5, conv1_stride=1, conv1_padding=2, floor_mode=True)
+
+MODELS = {"alexnet": alexnet, "alexnet_paper": alexnet_paper, "alexnet_small": alexnet_small}
