@@ -49,7 +49,9 @@ def train_batches(data: ArraySplit, batch_size: int, seed: int, start_step: int 
   indices = index_batches(len(data), batch_size, seed)
 
   def gather(step: int) -> dict[str, np.ndarray]:
-    idx = np.sort(indices[step][rows])  # Sorted reads; order inside a batch is irrelevant.
+    # Sort the global batch, then take this process's rows: the same example lands
+    # in the same row (and dropout mask) whatever the process count.
+    idx = np.sort(indices[step])[rows]
     return {"image": data.images[idx], "label": data.labels[idx]}
 
   steps = grain.MapDataset.range(start_step, 2**62).map(gather)
