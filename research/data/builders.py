@@ -137,3 +137,8 @@ def prepare(name: str, data_dir: str) -> str:
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder.data_dir
+
+
+# The distorted datasets (Spatial Transformer Networks) build on the ones above.
+from research.data.distorted_builders import DISTORTED_BUILDERS  # noqa: E402  pylint: disable=g-import-not-at-top
+LOCAL_BUILDERS.update(DISTORTED_BUILDERS)

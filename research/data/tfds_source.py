@@ -63,7 +63,7 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
   if path is None and base in builders.LOCAL_BUILDERS:
     logging.info("Preparing %s into %s from local files (no download).", base, data_dir)
     path = builders.prepare(base, data_dir)
-  if base in builders.LOCAL_BUILDERS or path is not None and base not in tfds.list_builders():
+  if path is not None:  # Prepared: read it as it is, whoever built it.
     builder = tfds.builder_from_directory(path)
     return builder.as_data_source(split=split), builder.info
   try:

@@ -24,8 +24,10 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation,
                        input_shape, seed: int) -> TrainState:
   """Initialises parameters from `seed` on a zero input of `input_shape` [B, H, W, C]."""
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(seed))
+  # train=True: layers used only in training (GoogLeNet's auxiliary
+  # classifiers) must have parameters too.
   variables = model.init({"params": init_rng, "dropout": init_rng},
-                         jnp.zeros(input_shape, jnp.float32), train=False)
+                         jnp.zeros(input_shape, jnp.float32), train=True)
   params = variables["params"]
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get("batch_stats", {}),
