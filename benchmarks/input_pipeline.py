@@ -1,6 +1,6 @@
 """Does the input pipeline keep up with training? Measures both in one run.
 
-  python benchmarks/input_pipeline.py [--batch_size=128] [--steps=300]
+  python -m benchmarks.input_pipeline [--batch_size=128] [--steps=300]
 
 Prints images/s for each way of reading Fashion-MNIST (one TFDS record at a
 time through grain, one batched read per step, decoded into memory first) and
