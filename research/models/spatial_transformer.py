@@ -178,7 +178,9 @@ class CNN(nn.Module):
     for i, (f, k) in enumerate(zip(self.filters, self.kernels, strict=True)):
       name = f"conv{i + 1}"
       x = features[name] = nn.relu(nn.Conv(f, (k, k), padding="VALID", name=name)(x))
-      x = layers.MaxPool(2, name=f"pool{i + 1}")(x)
+      # "SAME" (ceil) pooling: on a 42x42 (RTS) input the second conv leaves
+      # 11x11, which a "VALID" 2x2 pool would not tile (the summary rejects it).
+      x = layers.MaxPool(2, padding="SAME", name=f"pool{i + 1}")(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes, name="output")(x), features

@@ -226,7 +226,12 @@ def _tps_matrix(grid_size: int, out_hw: tuple[int, int]) -> np.ndarray:
   system[k:, :k] = p.T
   # Only the first K columns of the inverse meet a non-zero right-hand side.
   coeffs = np.linalg.inv(system)[:, :k]  # [K + 3, K]
-  g = np.asarray(identity_grid(out_hw), np.float64).reshape(-1, 2)
+  # The identity grid in NumPy: this runs inside traces (the first call may be
+  # under jit or eval_shape), where jnp would give tracers, not arrays.
+  h, w = out_hw
+  ys = np.linspace(-1.0, 1.0, h) if h > 1 else np.zeros(1)
+  xs = np.linspace(-1.0, 1.0, w) if w > 1 else np.zeros(1)
+  g = np.stack(np.broadcast_arrays(xs[None, :], ys[:, None]), axis=-1).reshape(-1, 2)
   g_kernel = _tps_kernel(((g[:, None] - c[None]) ** 2).sum(-1))  # [H'W', K]
   g_affine = np.concatenate([np.ones((len(g), 1)), g], axis=1)  # [H'W', 3]
   return np.concatenate([g_kernel, g_affine], axis=1) @ coeffs
