@@ -137,6 +137,10 @@ def _launch(module, config_file: str, arg: str, workdir: str) -> None:
     if table:
       print(table + f"\nWritten to {workdir}/summary.md, summary.csv and summary.png.")
   elif launcher.launch(workdirs):
+    from research.launch import trial
+    status = trial.read_status(workdir)
+    if status.get("status") != "done":
+      sys.exit(f"The run {status.get('status')}: {status.get('reason')}")
     print(f"Report: {workdir}/report.md")
 
 

@@ -106,6 +106,8 @@ ReturnToService=2
 # Start array tasks at once instead of in scheduler passes seconds apart.
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
 MinJobAge=600
+# A cancelled job gets SIGKILL 5 s after SIGTERM (default 30 s; submitit ignores SIGTERM).
+KillWait=5
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
@@ -129,6 +131,8 @@ start() {
     command -v "$tool" >/dev/null || die "$tool is not installed; run: bash scripts/setup.sh --with-slurm"
   done
   [[ $(id -u) == 0 ]] || die "run as root (the daemons start as root or as munge/mysql)."
+  local before
+  before=$(cat "$CONF" "$DBD_CONF" 2>/dev/null | md5sum)
   write_configs
 
   if ! alive "$MUNGE_PID" munged; then
@@ -162,6 +166,10 @@ start() {
   fi
   if ! alive "$STATE/slurmd.pid" slurmd; then
     slurmd -N localhost
+  fi
+  # Running daemons read a changed slurm.conf again (slurmdbd.conf needs a stop/start).
+  if [[ $(cat "$CONF" "$DBD_CONF" | md5sum) != "$before" ]]; then
+    scontrol reconfigure
   fi
   # Up when the node takes jobs (a node left "down" by an earlier run resumes).
   scontrol update nodename=localhost state=resume >/dev/null 2>&1 || true

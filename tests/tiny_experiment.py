@@ -1,7 +1,7 @@
 """A tiny experiment for the sweep, Slurm and multi-host tests: seconds per run.
 
 Sweeps: (none) two good runs; `fail` one good run and one whose loss diverges;
-`slow` sleeps 0.3 s per training step, so a test can signal a run mid-way.
+`slow` sleeps 0.15 s per training step, so a test can signal a run mid-way.
 """
 
 import time
@@ -32,7 +32,7 @@ def run(config, workdir: str) -> dict:
 
     def slow_batches(*args, **kwargs):
       for batch in batches(*args, **kwargs):
-        time.sleep(0.3)
+        time.sleep(0.15)
         yield batch
     trainer.pipeline.train_batches = slow_batches
   return trainer.train_and_evaluate(config, workdir)

@@ -121,7 +121,10 @@ class SlurmLauncher:
     return executor
 
   def launch(self, workdirs: list[str]) -> bool:
-    name = os.path.basename(os.path.dirname(workdirs[0])) or "trial"
+    # The job name: the sweep's directory, or a single run's own.
+    parent = os.path.dirname(workdirs[0])
+    in_sweep = os.path.exists(os.path.join(parent, "sweep.json"))
+    name = os.path.basename(parent if in_sweep else workdirs[0])
     executor = self.executor(name)
     jobs = executor.map_array(trial.SlurmTrial(), workdirs)
     for workdir, job in zip(workdirs, jobs):

@@ -4,7 +4,7 @@ A trial's work directory holds, besides what the experiment writes
 (report.md, metrics.jsonl, checkpoints/, ...):
   trial.json   the experiment, the swept overrides, --distributed; written when
                the sweep is planned, read by the process that runs the trial;
-  status.json  {"status": running | done | failed | preempted, "reason",
+  status.json  {"status": queued | running | done | failed | preempted, "reason",
                "metrics", "job", "updated"}: what the summary table shows;
   error.txt    the traceback of a failed run.
 
@@ -19,7 +19,6 @@ import signal
 import sys
 import time
 import traceback
-
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -156,6 +155,17 @@ def run_trial(workdir: str) -> dict:
   return metrics
 
 
+def _log_like_launch_py() -> None:
+  """absl logs INFO (our progress lines) only once flags are parsed, as app.run does."""
+  from absl import flags, logging
+  from research.launch import logs
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
+  logs.quiet_library_logs()
+
+
 # submitit's preemption signal (Slurm sends it `slurm_signal_delay_s` before the time limit).
 _PREEMPT_SIGNAL = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
 
@@ -172,6 +182,7 @@ class SlurmTrial:
 
   def __call__(self, workdir: str) -> dict:
     from research.train import trainer
+    _log_like_launch_py()
     requeue = signal.getsignal(_PREEMPT_SIGNAL)
     signal.signal(_PREEMPT_SIGNAL, lambda signum, frame: trainer.request_preemption())
     try:
@@ -191,8 +202,7 @@ class SlurmTrial:
 
 
 def _main(argv):
-  from research.launch import logs
-  logs.quiet_library_logs()
+  _log_like_launch_py()
   if len(argv) != 2:
     sys.exit("usage: python -m research.launch.trial WORKDIR")
   run_trial(argv[1])
