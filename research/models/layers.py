@@ -12,6 +12,19 @@ import jax
 from research import ops
 
 
+def _crop_negative_padding(x: jax.Array, padding):
+  """Crops the rows a negative (lo, hi) pad would drop; returns (x, padding >= 0).
+
+  `common.window_padding(..., "floor")` crops with negative pads, which the
+  forward pass accepts but the gradient of `lax.reduce_window` rejects.
+  """
+  if isinstance(padding, str) or all(lo >= 0 and hi >= 0 for lo, hi in padding):
+    return x, padding
+  for axis, (lo, hi) in enumerate(padding, start=1):
+    x = jax.lax.slice_in_dim(x, max(0, -lo), x.shape[axis] - max(0, -hi), axis=axis)
+  return x, [(max(0, lo), max(0, hi)) for lo, hi in padding]
+
+
 class MaxPool(nn.Module):
   """Max pooling: [B, H, W, C] -> [B, H', W', C]. AlexNet pools 3x3/2 (overlapping)."""
   window: int = 2
@@ -21,7 +34,8 @@ class MaxPool(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     stride = self.stride or self.window
-    return nn.max_pool(x, (self.window,) * 2, (stride,) * 2, self.padding)
+    x, padding = _crop_negative_padding(x, self.padding)
+    return nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding)
 
 
 class AvgPool(nn.Module):
@@ -33,7 +47,8 @@ class AvgPool(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     stride = self.stride or self.window
-    return nn.avg_pool(x, (self.window,) * 2, (stride,) * 2, self.padding,
+    x, padding = _crop_negative_padding(x, self.padding)
+    return nn.avg_pool(x, (self.window,) * 2, (stride,) * 2, padding,
                        count_include_pad=True)
 
 
