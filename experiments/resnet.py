@@ -1,0 +1,165 @@
+"""ResNet (He et al. 2015) §4.2, Fig. 6: plain nets degrade with depth, residual nets do not.
+
+The method, as §4.2 gives it for CIFAR-10: 6n+2-layer nets (a 3x3 conv, three
+stages of n pairs of 3x3 convs at 16, 32, 64 maps, global average pooling, a
+10-way FC layer), batch norm after every conv, He initialization; the residual
+nets add parameter-free identity shortcuts (option A, zero-padded where the
+width doubles), the plain nets are the same stacks without them. SGD with
+momentum 0.9, weight decay 1e-4, batch 128, learning rate 0.1 divided by 10 at
+1/2 and 3/4 of training (the paper: at 32k and 48k of 64k iterations).
+
+We train plain-20, plain-56, ResNet-20 and ResNet-56 on Fashion-MNIST at its
+own 28x28 (28 -> 14 -> 7; the design needs no 32x32) and check Fig. 6's
+comparison of training error: the degradation problem (plain-56 fits the
+training set worse than plain-20) and its fix (ResNet-56 fits it better than
+ResNet-20), plus the test errors. Scale: ResNet-56 trains at about 100-300
+images/s on this CPU, so the default trains each net on a fixed subset of
+10,000 training images for 6 epochs (469 steps, the schedule compressed to
+them), with no augmentation (the paper pads, crops and flips). Deep plain nets
+are hardest to optimise early on, which is where this budget looks.
+Training error is measured in eval mode on the whole 10,000-image subset
+(`train_eval/error`); the curves of `fig6_*.png` show the per-step training
+error (train-mode batch norm) as the paper's thin lines.
+
+Command (about 25 minutes on 2 CPU cores alone; measured here on 2 cores
+shared with other jobs: see below):
+
+  python launch.py --config=experiments/resnet.py --workdir=runs/resnet
+
+Expected: plain-56 training error above plain-20's, ResNet-56's below
+ResNet-20's; `report.md` has the claims table and `fig6_plain.png`,
+`fig6_resnet.png`.
+
+Arguments (`--config=experiments/resnet.py:ARG`):
+  (none)  10,000 training images, 6 epochs.
+  full    the whole 60,000-image training set for 40 epochs and the paper's
+          nets up to 110 layers (for a GPU or a cluster; hours on a CPU).
+"""
+
+import os
+
+import ml_collections
+
+from research.launch import multirun
+from research.report import Claim
+from research.train import config as config_lib, trainer
+
+# The paper's CIFAR-10 test errors (Table 6).
+PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,
+                    "resnet56": 0.0697, "resnet110": 0.0643}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = config_lib.base_config()
+  config.model.name = "resnet20"  # Each variant sets its own.
+  config.data.train_split = "train[:10000]"
+  config.batch_size = 128
+  config.num_epochs = 6.0
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 1e-4
+  config.optimizer.schedule = "step"
+  config.optimizer.boundaries = (0.5, 0.75)
+  config.optimizer.decay_factor = 0.1
+  config.eval_train_examples = 10_000   # The whole training subset.
+  config.eval_every_epochs = 2.0
+  config.log_every_steps = 10           # Dense training-error curves.
+  config.checkpoint_every_steps = 200
+  # The nets compared; the claims need plain20, plain56, resnet20, resnet56.
+  config.variants = ("plain20", "plain56", "resnet20", "resnet56")
+  if arg == "full":
+    config.data.train_split = "train"
+    config.num_epochs = 40.0
+    config.eval_every_epochs = 1.0
+    config.variants = ("plain20", "plain32", "plain44", "plain56", "plain110",
+                       "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
+  elif arg:
+    raise ValueError(f"Unknown argument {arg!r} for experiments/resnet.py; use '' or 'full'.")
+  config.arg = arg or ""
+  return config
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  trainer.validate_config(config)
+  from research import models
+  unknown = [v for v in config.variants if v not in models.registry()]
+  if unknown:
+    raise ValueError(f"config.variants={config.variants!r}: unknown models {unknown}.")
+
+
+def _plot_fig6(config, workdir: str, metrics: dict) -> None:
+  """Fig. 6: training error (thin) and test error (bold) against epochs."""
+  steps_per_epoch = metrics[f"{config.variants[0]}/steps"] / metrics[f"{config.variants[0]}/epochs"]
+  for family in ("plain", "resnet"):
+    curves, styles = {}, {}
+    for i, name in enumerate(v for v in config.variants if v.startswith(family)):
+      color = f"C{i}"
+      steps, acc = multirun.series(os.path.join(workdir, name), "train/accuracy")
+      curves[f"{name} train"] = ([s / steps_per_epoch for s in steps], [1 - a for a in acc])
+      styles[f"{name} train"] = dict(color=color, linewidth=0.8)
+      steps, err = multirun.series(os.path.join(workdir, name), "test/error")
+      curves[f"{name} test"] = ([s / steps_per_epoch for s in steps], err)
+      styles[f"{name} test"] = dict(color=color, linewidth=2.5, marker="o")
+    multirun.plot_curves(
+        curves, os.path.join(workdir, f"fig6_{family}.png"), xlabel="epoch", ylabel="error",
+        title=f"{family} nets on Fashion-MNIST ({config.data.train_split})", styles=styles,
+        ylim=(0, 0.5))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  results = multirun.run_variants(config, {name: {"model.name": name}
+                                           for name in config.variants}, workdir)
+  metrics = multirun.merge(results)
+  _plot_fig6(config, workdir, metrics)
+  return metrics
+
+
+def _difference(a: str, b: str):
+  """Our a - b, for a claim's measure."""
+  return lambda m: m[a] - m[b]
+
+
+def claims(config: ml_collections.ConfigDict) -> list[Claim]:
+  length = (f"{config.num_epochs:g} epochs" if config.num_epochs > 0
+            else f"{config.total_steps} steps")
+  scale = f"{config.data.train_split}, {length}, no augmentation"
+  return [
+      Claim(source="He et al. 2015, §4.2, Fig. 6 left",
+            statement="Degradation: plain-56 has higher training error than plain-20 "
+                      "(ours: plain-56 minus plain-20, eval-mode error on the training set).",
+            paper="plain-56 above plain-20 throughout training",
+            measure=_difference("plain56/train_eval/error", "plain20/train_eval/error"),
+            check=lambda d: d > 0, check_text=f"> 0 ({scale})", fmt="{:+.2%}"),
+      Claim(source="He et al. 2015, §4.2, Fig. 6 right",
+            statement="With shortcuts, depth helps: ResNet-56 has lower training error "
+                      "than ResNet-20 (ours: ResNet-56 minus ResNet-20).",
+            paper="ResNet-56 below ResNet-20",
+            measure=_difference("resnet56/train_eval/error", "resnet20/train_eval/error"),
+            check=lambda d: d < 0, check_text=f"< 0 ({scale})", fmt="{:+.2%}"),
+      Claim(source="He et al. 2015, §4.2, Fig. 6",
+            statement="Shortcuts fix the degradation: ResNet-56 fits the training set "
+                      "better than plain-56 (ours: ResNet-56 minus plain-56 training error).",
+            paper="ResNet-56 well below plain-56",
+            measure=_difference("resnet56/train_eval/error", "plain56/train_eval/error"),
+            check=lambda d: d < 0, check_text="< 0", fmt="{:+.2%}"),
+      Claim(source="He et al. 2015, §4.2, Table 6",
+            statement="ResNet-56 has lower test error than ResNet-20 (CIFAR-10: 6.97% vs "
+                      "8.75%; ours: the difference on the Fashion-MNIST test set).",
+            paper="-1.78 points (6.97% vs 8.75%)",
+            measure=_difference("resnet56/test/error", "resnet20/test/error"),
+            check=lambda d: d < 0, check_text=f"< 0 ({scale})", fmt="{:+.2%}"),
+      Claim(source="He et al. 2015, §4.2, Fig. 6 left (bold)",
+            statement="The degradation shows on the test set too: plain-56 has higher "
+                      "test error than plain-20.",
+            paper="plain-56 above plain-20",
+            measure=_difference("plain56/test/error", "plain20/test/error"),
+            check=lambda d: d > 0, check_text="> 0", fmt="{:+.2%}"),
+      Claim(source="Fashion-MNIST benchmark (submitted, untested): ResNet-18",
+            statement="ResNet-18 reaches 0.949 test accuracy with augmentation (ours: "
+                      "ResNet-56, CIFAR layout, no augmentation).",
+            paper="0.949",
+            measure="resnet56/test/accuracy",
+            check=lambda a: a >= 0.949 - 0.03,
+            check_text=f">= 0.919 (3 points below; ours: {scale})"),
+  ]

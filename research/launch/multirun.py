@@ -1,0 +1,144 @@
+"""Experiments made of several training runs: one subfolder of the workdir each.
+
+A paper's claim is often a comparison (ReLU vs tanh, plain-56 vs ResNet-56),
+so its experiment trains a few variants of one trainer config. Here
+
+  results = multirun.run_variants(config.study, {"relu": {...}, "tanh": {...}},
+                                  workdir)
+  metrics = multirun.merge(results)        # {"relu/test/error": ..., ...}
+
+trains each variant with `trainer.train_and_evaluate` into `workdir/<name>`,
+so each resumes from its own checkpoints, and a rerun skips the variants that
+already finished with the same config (their metrics are kept in
+`<name>/result.json`). `steps_to_reach` and `series` read a variant's
+metrics.jsonl for learning-curve claims; `plot_curves` draws them.
+"""
+
+import json
+import os
+
+from absl import logging
+import ml_collections
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from research.launch import trial
+from research.train import config as config_lib, metrics as metrics_lib, trainer
+
+RESULT_FILE = "result.json"
+
+
+def variant_config(base: ml_collections.ConfigDict,
+                   overrides: dict) -> ml_collections.ConfigDict:
+  """A copy of `base` with dotted keys set, e.g. {"model.kwargs.activation": "tanh"}.
+
+  Only existing keys can be set (a typo is an error naming the key), and
+  tuples may replace lists and vice versa.
+  """
+  config = base.copy_and_resolve_references()
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    if leaf not in node:
+      raise KeyError(f"Variant override {key!r}: the config has no key {leaf!r} there.")
+    node[leaf] = value
+  return config
+
+
+def _config_text(config: ml_collections.ConfigDict) -> str:
+  """The keys the trainer reads: an experiment's own keys do not change a run."""
+  trainer_keys = config_lib.base_config().keys()
+  return json.dumps({k: v for k, v in json.loads(config.to_json_best_effort()).items()
+                     if k in trainer_keys}, sort_keys=True)
+
+
+def finished_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """The metrics of a finished run of exactly `config` in `workdir`, else None."""
+  result = trial.read_json(os.path.join(workdir, RESULT_FILE))
+  if result.get("config") == _config_text(config):
+    return result["metrics"]
+  return None
+
+
+def run_variant(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` into `workdir` unless a finished result of it is there."""
+  metrics = finished_metrics(config, workdir)
+  if metrics is not None:
+    logging.info("%s: finished before, keeping its metrics.", workdir)
+    return metrics
+  metrics = trainer.train_and_evaluate(config, workdir)  # Resumes from a checkpoint.
+  trial.write_json(os.path.join(workdir, RESULT_FILE),
+                   {"config": _config_text(config), "metrics": metrics})
+  return metrics
+
+
+def run_variants(base: ml_collections.ConfigDict, variants: dict[str, dict],
+                 workdir: str) -> dict[str, dict]:
+  """Runs each {name: overrides} variant of `base` in workdir/name; returns name -> metrics."""
+  results = {}
+  for name, overrides in variants.items():
+    logging.info("Variant %s (%d of %d): %s", name, len(results) + 1, len(variants),
+                 overrides)
+    results[name] = run_variant(variant_config(base, overrides), os.path.join(workdir, name))
+  return results
+
+
+def merge(results: dict[str, dict], sep: str = "/") -> dict:
+  """{"a": {"test/error": 0.1}} -> {"a/test/error": 0.1} (numbers only)."""
+  return {f"{name}{sep}{key}": value for name, metrics in results.items()
+          for key, value in metrics.items() if isinstance(value, (int, float))}
+
+
+# --- Learning curves from metrics.jsonl -------------------------------------
+
+
+def series(workdir: str, key: str) -> tuple[list[int], list[float]]:
+  """(steps, values) of `key` in a run's metrics.jsonl, one value per step.
+
+  A resumed run appends rows for steps it repeats; the later row wins.
+  """
+  by_step = {}
+  for row in metrics_lib.read_metrics(workdir):
+    if key in row:
+      by_step[row["step"]] = row[key]
+  steps = sorted(by_step)
+  return steps, [by_step[s] for s in steps]
+
+
+def steps_to_reach(workdir: str, key: str, target: float) -> int | None:
+  """The first logged step at which `key` is <= target (an error), or None."""
+  for step, value in zip(*series(workdir, key)):
+    if value <= target:
+      return step
+  return None
+
+
+def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str,
+                title: str = "", hlines: dict[str, float] | None = None,
+                styles: dict[str, dict] | None = None, ylim=None) -> str:
+  """Saves a PNG of labelled curves {label: (x, y)} (matplotlib's Agg canvas).
+
+  `hlines` {label: y} draws dashed reference lines (e.g. a target error);
+  `styles` {label: matplotlib line kwargs} sets a curve's look.
+  """
+  fig = Figure(figsize=(6.4, 4.2), dpi=100)
+  ax = fig.add_subplot()
+  for label, (x, y) in curves.items():
+    ax.plot(x, y, label=label, **(styles or {}).get(label, {}))
+  for label, y in (hlines or {}).items():
+    ax.axhline(y, color="gray", linestyle="--", linewidth=1, label=label)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  if ylim is not None:
+    ax.set_ylim(*ylim)
+  if title:
+    ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  FigureCanvasAgg(fig)
+  fig.savefig(path, format="png")
+  return path
