@@ -20,6 +20,7 @@ import pytest
 
 from research.launch import experiment, trial
 from research.train import checkpoint, trainer
+from tests.test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
@@ -78,6 +79,30 @@ def assert_same_params(a, b, exact=True):
 
 
 # --- Default tests ---------------------------------------------------------
+
+
+def test_preemption_checkpoints_the_current_step_and_resumes_exactly(data_dir, tmp_path,
+                                                                     monkeypatch):
+  """The loop's side of a warning signal, without Slurm: stop at step 7, resume."""
+  batches = trainer.pipeline.train_batches
+
+  def warn_at_step_7(*args, **kwargs):
+    for i, batch in enumerate(batches(*args, **kwargs), start=args[3] + 1):
+      if i == 7:
+        trainer.request_preemption()  # What SlurmTrial's signal handler calls.
+      yield batch
+  config = tiny_config(total_steps=12)
+  monkeypatch.setattr(trainer.pipeline, "train_batches", warn_at_step_7)
+  with pytest.raises(trainer.Preempted, match="Preempted at step 7 of 12"):
+    trainer.train_and_evaluate(config, str(tmp_path / "preempted"))
+  assert checkpoint.load_arrays(str(tmp_path / "preempted"))[0] == 7  # Not 5, the last periodic.
+  monkeypatch.setattr(trainer, "_preemption_requested", False)  # A requeued job starts afresh.
+  monkeypatch.setattr(trainer.pipeline, "train_batches", batches)
+  trainer.train_and_evaluate(config, str(tmp_path / "preempted"))
+  trainer.train_and_evaluate(config, str(tmp_path / "straight"))
+  assert_same_params(checkpoint.load_arrays(str(tmp_path / "preempted"))[1],
+                     checkpoint.load_arrays(str(tmp_path / "straight"))[1])
+
 
 
 def test_job_array_with_a_failing_run(slurm, data_dir, tmp_path):
