@@ -100,9 +100,31 @@ class ArraySplit:
     return len(self.class_names)
 
 
+def select_classes(data: ArraySplit, classes) -> ArraySplit:
+  """The examples of `classes` only, labels remapped: classes[i] becomes i.
+
+  For tasks made of some of a dataset's classes (Yosinski et al. 2014 split
+  ImageNet's 1000 classes into two halves). An empty `classes` keeps all.
+  """
+  if not len(classes):
+    return data
+  classes = [int(c) for c in classes]
+  if len(set(classes)) != len(classes) or not all(0 <= c < data.num_classes for c in classes):
+    raise ValueError(f"classes={tuple(classes)}: need distinct labels in "
+                     f"[0, {data.num_classes}).")
+  new_label = np.full(data.num_classes, -1, np.int32)
+  new_label[classes] = np.arange(len(classes), dtype=np.int32)
+  keep = new_label[data.labels] >= 0
+  return ArraySplit(data.images[keep], new_label[data.labels[keep]],
+                    tuple(data.class_names[c] for c in classes))
+
+
 def load_split(name: str, split: str, data_dir: str | None = None, *,
-               download: bool = False, chunk: int = 4096) -> ArraySplit:
-  """Decodes `split` of an image-classification dataset into memory."""
+               download: bool = False, chunk: int = 4096, classes=()) -> ArraySplit:
+  """Decodes `split` of an image-classification dataset into memory.
+
+  `classes`: keep only these labels, remapped to 0..len-1 (`select_classes`).
+  """
   source, info = open_source(name, split, data_dir, download=download)
   image_key, label_key = info.supervised_keys or ("image", "label")
   start, n = time.time(), len(source)
@@ -116,4 +138,5 @@ def load_split(name: str, split: str, data_dir: str | None = None, *,
   label_feature = info.features[label_key]
   names = tuple(label_feature.names) if hasattr(label_feature, "names") else tuple(
       str(i) for i in range(int(label_feature.num_classes)))
-  return ArraySplit(np.concatenate(images), np.concatenate(labels), names)
+  return select_classes(ArraySplit(np.concatenate(images), np.concatenate(labels), names),
+                        classes)
