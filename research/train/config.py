@@ -20,6 +20,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.download = False
   c.data.mean = FASHION_MNIST_MEAN
   c.data.std = FASHION_MNIST_STD
+  c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet5"
@@ -42,6 +43,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.warmup_steps = 0
   c.optimizer.boundaries = (0.5, 0.75)  # step: fractions of training
   c.optimizer.decay_factor = 0.1        # step: lr multiplier at each boundary
+
+  # Augmentations by name, applied per example in the step (research/data/augment.py),
+  # e.g. "crop_pad4,flip_lr"; "" for none.
+  c.augment = ""
+
+  # Transfer (research/train/transfer.py): parameters whose path ("conv1/kernel")
+  # matches the `freeze` regex are never updated ("" freezes nothing); a new run
+  # copies the parameters matching init_from.include_regex ("" matches all) from
+  # the newest checkpoint of init_from.workdir ("" starts from scratch).
+  c.freeze = ""
+  c.init_from = ml_collections.ConfigDict()
+  c.init_from.workdir = ""
+  c.init_from.include_regex = ""
 
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.

@@ -10,6 +10,7 @@ parameters of an uninterrupted one.
 
 import math
 import os
+import re
 import signal
 import time
 
@@ -21,9 +22,9 @@ import ml_collections
 import numpy as np
 
 from research import models
-from research.data import pipeline, tfds_source
+from research.data import augment as augment_lib, pipeline, tfds_source
 from research.models import summary as summary_lib
-from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps
+from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps, transfer
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"
@@ -89,6 +90,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(len(config.data.mean) == len(config.data.std), "data.std", config.data.std,
           f"needs one value per channel, like data.mean={config.data.mean}.")
   require(all(s > 0 for s in config.data.std), "data.std", config.data.std, "must be > 0.")
+  try:
+    augment_lib.parse(config.augment)
+  except ValueError as e:
+    require(False, "augment", config.augment, str(e))
+  for key, pattern in (("freeze", config.freeze),
+                       ("init_from.include_regex", config.init_from.include_regex)):
+    try:
+      re.compile(pattern)
+    except re.error as e:
+      require(False, key, pattern, f"not a regular expression ({e}).")
   if config.model.name not in models.registry():
     raise ValueError(f"config.model.name={config.model.name!r}: unknown model. Known: "
                      f"{', '.join(sorted(models.registry()))}.")
@@ -131,9 +142,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # --- Input ---------------------------------------------------------------
   data = config.data
   train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
-                                      download=data.download)
+                                      download=data.download, classes=data.classes)
   eval_data = tfds_source.load_split(data.name, data.eval_split, data.data_dir,
-                                     download=data.download)
+                                     download=data.download, classes=data.classes)
   steps_per_epoch = len(train_data) // config.batch_size
   total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
@@ -154,12 +165,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Optimizer -----------------------------------------------------------
   tx, schedule = optim.make_optimizer(config.optimizer, total_steps)
+  tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters get zero updates.
 
   # --- Steps ---------------------------------------------------------------
   norm = dict(mean=tuple(data.mean), std=tuple(data.std))
   train_step = jax.jit(
       steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
-                            aux_loss_weight=config.aux_loss_weight, **norm),
+                            aux_loss_weight=config.aux_loss_weight,
+                            augment=augment_lib.build(config.augment, train_data.images), **norm),
       donate_argnums=0, out_shardings=(replicated, replicated))
   eval_step = jax.jit(steps.make_eval_step(model, **norm), out_shardings=replicated)
 
@@ -169,6 +182,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(state)
+  elif config.init_from.workdir:  # A new run that starts from another run's parameters.
+    state, copied = transfer.init_from_checkpoint(
+        state, tx, config.init_from.workdir, config.init_from.include_regex, replicated)
+    logging.info("Initialised %s from %s.", ", ".join(copied), config.init_from.workdir)
   start_step = int(state.step)
   last_saved = start_step if ckpt.latest_step() is not None else None
 
