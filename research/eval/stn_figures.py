@@ -1,0 +1,83 @@
+"""Pictures for Spatial Transformer Networks (Jaderberg et al. 2015).
+
+  pose_figure     the paper's Fig. 3: distorted inputs beside what the trained
+                  spatial transformer makes of them, one pair of rows per dataset.
+  results_table   Table 1 (left) drawn as a picture: our error beside the paper's.
+
+Matplotlib through its Agg canvas (no pyplot), as in `plots.py`. Images are
+float arrays [N, H, W, 1] in [0, 1].
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _save(fig: Figure, path: str) -> str:
+  FigureCanvasAgg(fig)
+  fig.savefig(path, format="png")
+  return path
+
+
+def pose_figure(blocks: Sequence[dict], path: str, *, title: str = "") -> str:
+  """One pair of rows per block: the inputs, then the transformer's outputs.
+
+  Args:
+    blocks: dicts with "name" (the row label, e.g. "RTS"), "inputs" [N, H, W, 1],
+      "outputs" [N, H', W', 1], and optionally "predicted" and "labels" (int
+      [N]): the prediction is written over each output, in red when wrong.
+    path: the PNG to write.
+    title: the figure's title.
+  """
+  cols = max(len(b["inputs"]) for b in blocks)
+  rows = 2 * len(blocks)
+  fig = Figure(figsize=(0.9 * cols + 1.0, 1.0 * rows + (0.4 if title else 0.0)), dpi=100)
+  for r, block in enumerate(blocks):
+    for kind, images in enumerate((block["inputs"], block["outputs"])):
+      for c, image in enumerate(images):
+        ax = fig.add_subplot(rows, cols, (2 * r + kind) * cols + c + 1)
+        ax.imshow(np.clip(image[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if c == 0:
+          ax.set_ylabel(f"{block['name']}\n{'input' if kind == 0 else 'ST output'}",
+                        fontsize=7)
+        if kind == 1 and "predicted" in block:
+          wrong = "labels" in block and block["predicted"][c] != block["labels"][c]
+          ax.set_title(str(int(block["predicted"][c])), fontsize=7, pad=1,
+                       color="red" if wrong else "black")
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2)
+  return _save(fig, path)
+
+
+def results_table(row_names: Sequence[str], col_names: Sequence[str], ours, paper,
+                  path: str, *, title: str = "") -> str:
+  """Draws a table whose cells read "ours (paper)", errors in %.
+
+  Args:
+    row_names, col_names: the models and the datasets.
+    ours, paper: float [rows, cols] errors in %, NaN where not run / not reported.
+  """
+  def text(o, p):
+    left = "—" if np.isnan(o) else f"{o:.1f}"
+    return left + ("" if np.isnan(p) else f" ({p:.1f})")
+
+  ours, paper = np.asarray(ours, float), np.asarray(paper, float)
+  cells = [[text(o, p) for o, p in zip(ro, rp)] for ro, rp in zip(ours, paper)]
+  fig = Figure(figsize=(1.3 + 1.1 * len(col_names), 0.6 + 0.3 * (len(row_names) + 1)),
+               dpi=100)
+  ax = fig.add_axes((0, 0, 1, 0.85 if title else 1))
+  ax.set_axis_off()
+  table = ax.table(cellText=cells, rowLabels=list(row_names), colLabels=list(col_names),
+                   loc="center", cellLoc="center")
+  table.auto_set_font_size(False)
+  table.set_fontsize(8)
+  table.scale(1, 1.3)
+  if title:
+    fig.suptitle(title, fontsize=8)
+  return _save(fig, path)
