@@ -121,6 +121,9 @@ def _launch(module, config_file: str, arg: str, workdir: str) -> None:
   if _SLURM_TASKS.value * _SLURM_NODES.value > 1 and not _DISTRIBUTED.value:
     raise app.UsageError("Several Slurm tasks per run need --distributed (else each task "
                          "trains alone).")
+  if _DISTRIBUTED.value and _LAUNCHER.value == "local":
+    raise app.UsageError("--distributed sweep trials run as Slurm tasks: add --launcher=slurm "
+                         "(without Slurm, start each process by hand with --coordinator_address).")
   extra = sweep.command_line_overrides(module, arg, _CONFIG.value)
   if _SWEEP.value:
     workdirs = sweep.plan(module, config_file, arg, workdir, extra=extra,
