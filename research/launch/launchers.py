@@ -81,6 +81,15 @@ class LocalLauncher:
 # --- Slurm: one job array through submitit --------------------------------
 
 
+def _jobs_in_queue() -> set[str]:
+  """Ids of the jobs (array tasks one by one) that Slurm still holds."""
+  try:
+    result = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True)
+  except OSError:  # No Slurm here: executor() explains.
+    return set()
+  return set(result.stdout.split()) if result.returncode == 0 else set()
+
+
 class SlurmLauncher:
   """Submits trials as a Slurm job array; each array task runs trial.SlurmTrial.
 
@@ -121,6 +130,15 @@ class SlurmLauncher:
     return executor
 
   def launch(self, workdirs: list[str]) -> bool:
+    # A rerun of the sweep must not start a second job on a trial still queued or running.
+    queued = _jobs_in_queue()
+    busy = [w for w in workdirs if trial.read_status(w).get("job") in queued]
+    for workdir in busy:
+      print(f"{os.path.basename(workdir)}: Slurm job {trial.read_status(workdir)['job']} is "
+            "still in the queue; not submitting it again.", flush=True)
+    workdirs = [w for w in workdirs if w not in busy]
+    if not workdirs:
+      return False
     # The job name: the sweep's directory, or a single run's own.
     parent = os.path.dirname(workdirs[0])
     in_sweep = os.path.exists(os.path.join(parent, "sweep.json"))

@@ -171,7 +171,7 @@ def run_sweep(workdirs: list[str], launcher, sweep_dir: str, metric: str) -> str
   print(f"Sweep of {len(workdirs)} runs in {sweep_dir}: {len(workdirs) - len(todo)} already "
         f"finished, {len(todo)} to run ({type(launcher).__name__}).", flush=True)
   if todo and not launcher.launch(todo):
-    print(f"Submitted. Rebuild the summary when the jobs end: python launch.py "
+    print(f"Not waiting for the jobs; rebuild the summary when they end: python launch.py "
           f"--sweep_summary --workdir={sweep_dir}")
     return None
   return summarize(sweep_dir, metric)
