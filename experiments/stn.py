@@ -40,7 +40,7 @@ What differs from the paper, and why:
 
 Each (model, dataset) cell trains with the standard trainer in its own
 subfolder of the workdir (`<cell>_<dataset>/`, resumable), and a rerun skips
-cells that finished. Metrics are prefixed by cell and dataset:
+cells that finished (`research/launch/multirun.py`). Metrics are prefixed by cell and dataset:
 "st_cnn/rts/test/error" (the affine ST models are "st_fcn" and "st_cnn";
 the others "st_cnn_tps", "st_cnn_projective", ...). The pictures are the paper's
 Fig. 3 (inputs beside the ST-CNN's outputs, `pose_<cell>.png`) and Table 1
@@ -70,7 +70,6 @@ Arguments (`--config=experiments/stn.py:ARG`; join several with commas, e.g.
 """
 
 import dataclasses
-import json
 import math
 import os
 
@@ -81,6 +80,7 @@ import numpy as np
 from research import models
 from research.data import distorted_copies, tfds_source
 from research.eval import stn_figures
+from research.launch import multirun
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, trainer
 
@@ -218,32 +218,11 @@ def validate_config(config) -> None:
     trainer.validate_config(cell_config(config, cell))
 
 
-# --- Running the cells: a small local multi-run helper ---------------------
-#
-# research/launch/multirun.py did not exist when this was written, so the
-# experiment runs its cells itself: one after the other in this process, each
-# in its own subfolder (the trainer resumes it from its checkpoints), its final
-# metrics saved beside it so that a rerun reuses a finished cell.
-
-_DONE_FILE = "final_metrics.json"
+# --- Running the cells ------------------------------------------------------
 
 
-def _run_cell(cfg: ml_collections.ConfigDict, cell_dir: str) -> dict:
-  done_path = os.path.join(cell_dir, _DONE_FILE)
-  wanted = json.loads(cfg.to_json())
-  if os.path.exists(done_path):
-    with open(done_path) as f:
-      done = json.load(f)
-    if done["config"] != wanted:
-      raise ValueError(f"{cell_dir} finished with another config; use a new --workdir "
-                       f"(or delete that folder) to train it with this one.")
-    return done["metrics"]
-  metrics = trainer.train_and_evaluate(cfg, cell_dir)
-  if jax.process_index() == 0:
-    with open(done_path + ".tmp", "w") as f:
-      json.dump({"config": wanted, "metrics": metrics}, f, indent=1)
-    os.replace(done_path + ".tmp", done_path)  # Never a half-written file.
-  return metrics
+def _cell_dir(workdir: str, cell: Cell) -> str:
+  return os.path.join(workdir, f"{cell.name}_{cell.dataset}")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -252,9 +231,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for i, cell in enumerate(cells(config)):
     print(f"[{i + 1}/{len(cells(config))}] {cell.label} on {DATASET_NAMES[cell.dataset]}",
           flush=True)
-    result = _run_cell(cell_config(config, cell), os.path.join(
-        workdir, f"{cell.name}_{cell.dataset}"))
-    metrics.update({f"{cell.name}/{cell.dataset}/{k}": v for k, v in result.items()})
+    # Each cell resumes from its own checkpoints; one that finished with this
+    # config is skipped (multirun keeps its metrics in <cell dir>/result.json).
+    result = multirun.run_variant(cell_config(config, cell), _cell_dir(workdir, cell))
+    metrics.update(multirun.merge({f"{cell.name}/{cell.dataset}": result}))
   if jax.process_index() == 0:
     draw_pose_figures(config, workdir)
     draw_table(config, workdir, metrics)
@@ -270,7 +250,7 @@ def transformed_test_images(config, cell: Cell, workdir: str, n: int) -> dict:
   test = tfds_source.load_split(cfg.data.name, cfg.data.eval_split, cfg.data.data_dir)
   model = models.get_model(cfg.model.name, num_classes=test.num_classes,
                            **cfg.model.kwargs.to_dict())
-  _, state = checkpoint.load_arrays(os.path.join(workdir, f"{cell.name}_{cell.dataset}"))
+  _, state = checkpoint.load_arrays(_cell_dir(workdir, cell))
   images = test.images[:n].astype(np.float32) / 255.0  # The data's mean 0, std 1.
   logits, features = jax.jit(lambda p, x: model.apply({"params": p}, x))(
       state["params"], images)
