@@ -5,6 +5,8 @@ An experiment module (experiments/<paper>.py) defines
   claims(config) -> list[Claim]   the paper's claims, checked on our metrics;
   run(config, workdir) -> dict    optional; default: the standard trainer;
   validate_config(config)         optional; default: the standard trainer's.
+  notes(config, metrics) -> str   optional; a section of report.md above the claims
+                                  (what was measured how, why a claim fails here).
 """
 
 import glob
@@ -68,8 +70,9 @@ def run_experiment(module: types.ModuleType, config, workdir: str,
   results = report.evaluate_claims(module.claims(config) if hasattr(module, "claims") else [],
                                    metrics)
   title = (module.__doc__ or module.__name__).strip().splitlines()[0]
+  notes = module.notes(config, metrics) if hasattr(module, "notes") else ""
   path = report.write_report(workdir, title=title, command=command or command_line(),
-                             metrics=metrics, results=results)
+                             metrics=metrics, results=results, notes=notes)
   for r in results:
     print(f"[{r.verdict}] {r.claim.source}: {r.claim.statement} paper {r.claim.paper}, "
           f"ours {r.ours_text()} ({r.claim.check_text})")
