@@ -9,6 +9,7 @@ float arrays [N, H, W, 1] in [0, 1].
 """
 
 from collections.abc import Sequence
+import textwrap
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,7 +18,8 @@ from matplotlib.figure import Figure
 
 def _save(fig: Figure, path: str) -> str:
   FigureCanvasAgg(fig)
-  fig.savefig(path, format="png")
+  # "tight": a table's row labels and long titles reach outside the axes.
+  fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.1)
   return path
 
 
@@ -50,7 +52,7 @@ def pose_figure(blocks: Sequence[dict], path: str, *, title: str = "") -> str:
           ax.set_title(str(int(block["predicted"][c])), fontsize=7, pad=1,
                        color="red" if wrong else "black")
   if title:
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(textwrap.fill(title, 12 * cols), fontsize=9)
   fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2)
   return _save(fig, path)
 
@@ -79,5 +81,5 @@ def results_table(row_names: Sequence[str], col_names: Sequence[str], ours, pape
   table.set_fontsize(8)
   table.scale(1, 1.3)
   if title:
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(textwrap.fill(title, 20 + 16 * len(col_names)), fontsize=8)
   return _save(fig, path)
