@@ -14,7 +14,7 @@ Command (the README's main command; about 2 minutes on 2 CPU cores):
 Expected: test accuracy about 0.91 (at least 0.90) on Fashion-MNIST after 12
 epochs; `report.md` checks the claims below.
 
-Sweep (learning rate x batch size, 2 epochs each; about 3 minutes on 2 cores):
+Sweep (learning rate x batch size, 2 epochs each; a few minutes on 2 idle cores):
 
   python launch.py --config=experiments/lenet.py --sweep --workdir=runs/lenet_sweep
 
