@@ -279,6 +279,13 @@ def adversarial_training_loss(loss_fn: Callable, params, x: jax.Array, y: jax.Ar
   return (total, (aux_clean, aux_adv)) if has_aux else total
 
 
+@functools.cache
+def _softmax_fn(apply_fn: ApplyFn):
+  """Jitted softmax probabilities of `apply_fn`, one per apply_fn: a fresh jit
+  per call would compile again at every epsilon of a curve."""
+  return jax.jit(lambda v, x_: jax.nn.softmax(apply_fn(v, x_), axis=-1))
+
+
 def error_rate_under_attack(apply_fn: ApplyFn, variables, x, y,
                             attack: Callable | None = None,
                             batch_size: int = 500) -> dict[str, float]:
@@ -299,7 +306,7 @@ def error_rate_under_attack(apply_fn: ApplyFn, variables, x, y,
     of the predicted class on the attacked inputs), "mean_confidence_wrong"
     (the same over misclassified attacked inputs; nan when none), "count"}.
   """
-  predict = jax.jit(lambda v, x_: jax.nn.softmax(apply_fn(v, x_), axis=-1))
+  predict = _softmax_fn(apply_fn)
   wrong, clean_wrong, conf, conf_wrong, n = 0, 0, 0.0, 0.0, 0
   for start in range(0, len(x), batch_size):
     xb, yb = jnp.asarray(x[start:start + batch_size]), np.asarray(y[start:start + batch_size])
