@@ -92,11 +92,12 @@ def test_preemption_checkpoints_the_current_step_and_resumes_exactly(data_dir, t
         trainer.request_preemption()  # What SlurmTrial's signal handler calls.
       yield batch
   config = tiny_config(total_steps=12)
+  monkeypatch.setattr(trainer, "_preemption_requested", False)  # And False again afterwards.
   monkeypatch.setattr(trainer.pipeline, "train_batches", warn_at_step_7)
   with pytest.raises(trainer.Preempted, match="Preempted at step 7 of 12"):
     trainer.train_and_evaluate(config, str(tmp_path / "preempted"))
   assert checkpoint.load_arrays(str(tmp_path / "preempted"))[0] == 7  # Not 5, the last periodic.
-  monkeypatch.setattr(trainer, "_preemption_requested", False)  # A requeued job starts afresh.
+  trainer._preemption_requested = False  # A requeued job is a new process: no request yet.
   monkeypatch.setattr(trainer.pipeline, "train_batches", batches)
   trainer.train_and_evaluate(config, str(tmp_path / "preempted"))
   trainer.train_and_evaluate(config, str(tmp_path / "straight"))
@@ -132,18 +133,18 @@ def test_killed_job_resumes_from_its_checkpoint(slurm, data_dir, tmp_path):
   # SIGKILL, as a crash or the out-of-memory killer would: no handler runs.
   subprocess.run(["scancel", "--signal=KILL", job], check=True)
   out = first.communicate(timeout=120)[0]
-  assert first.returncode != 0 and "The run failed: Slurm job" in out, out[-3000:]
   status = trial.read_status(workdir)
-  assert status["status"] == "failed" and "without a result" in status["reason"], status
+  assert status["status"] == "failed" and "without a result" in status["reason"], (status, out)
+  assert first.returncode != 0 and "The run failed: Slurm job" in out, (first.returncode, out)
   killed_at, _ = checkpoint.load_arrays(workdir)
   assert 20 <= killed_at < 60
 
   result = launch(*args)  # Same workdir: resumes.
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
   status = trial.read_status(workdir)
-  assert status["status"] == "done" and status["job"] != job
+  assert result.returncode == 0, (status, result.stdout, result.stderr[-3000:])
+  assert status["status"] == "done" and status["job"] != job, status
   log = open(os.path.join(workdir, "slurm", status["job"], f"{status['job']}_0_log.err")).read()
-  assert f"Restoring checkpoint of step {killed_at}" in log
+  assert f"Restoring checkpoint of step {killed_at}" in log, (killed_at, log[-3000:])
   step, resumed = checkpoint.load_arrays(workdir)
   assert step == 60
   assert_same_params(resumed, straight_params(tmp_path, "slow")[1])
