@@ -15,10 +15,10 @@ Sweeps (the experiment's sweep(arg); one run per subdirectory of --workdir):
 
 Multi-host (one JAX process per task or per command, joined into one mesh):
 
-  python launch.py --config=experiments/lenet.py --launcher=slurm \
-      --slurm_tasks_per_node=2 --distributed
-  python launch.py --config=... --distributed --coordinator_address=localhost:12355 \
-      --num_processes=2 --process_id=0   # and =1 in a second shell
+  python launch.py --config=experiments/lenet.py --distributed --launcher=slurm \\
+      --slurm_tasks_per_node=2
+  python launch.py --config=experiments/lenet.py --distributed --num_processes=2 \\
+      --coordinator_address=localhost:12355 --process_id=0   # and =1 in a second shell
 
 `--config.key=value` overrides any config key; unknown keys, wrong types and
 impossible values stop before any work, with an error naming the key.
