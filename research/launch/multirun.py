@@ -62,26 +62,39 @@ def finished_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict | 
   return None
 
 
-def run_variant(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` into `workdir` unless a finished result of it is there."""
+def run_variant(config: ml_collections.ConfigDict, workdir: str, *,
+                divergence_ok: bool = False) -> dict:
+  """Trains `config` into `workdir` unless a finished result of it is there.
+
+  With `divergence_ok`, a run whose loss becomes NaN or inf is a result (its
+  metrics are {"diverged": 1.0}, its curves what it logged before), not an
+  error: for comparisons over learning rates, some of which may be too high.
+  """
   metrics = finished_metrics(config, workdir)
   if metrics is not None:
     logging.info("%s: finished before, keeping its metrics.", workdir)
     return metrics
-  metrics = trainer.train_and_evaluate(config, workdir)  # Resumes from a checkpoint.
+  try:
+    metrics = trainer.train_and_evaluate(config, workdir)  # Resumes from a checkpoint.
+  except FloatingPointError as e:
+    if not divergence_ok:
+      raise
+    logging.warning("%s diverged: %s", workdir, e)
+    metrics = {"diverged": 1.0}
   trial.write_json(os.path.join(workdir, RESULT_FILE),
                    {"config": _config_text(config), "metrics": metrics})
   return metrics
 
 
 def run_variants(base: ml_collections.ConfigDict, variants: dict[str, dict],
-                 workdir: str) -> dict[str, dict]:
+                 workdir: str, *, divergence_ok: bool = False) -> dict[str, dict]:
   """Runs each {name: overrides} variant of `base` in workdir/name; returns name -> metrics."""
   results = {}
   for name, overrides in variants.items():
     logging.info("Variant %s (%d of %d): %s", name, len(results) + 1, len(variants),
                  overrides)
-    results[name] = run_variant(variant_config(base, overrides), os.path.join(workdir, name))
+    results[name] = run_variant(variant_config(base, overrides), os.path.join(workdir, name),
+                                divergence_ok=divergence_ok)
   return results
 
 

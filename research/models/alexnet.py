@@ -24,7 +24,17 @@ rounds down, so it uses `floor_mode` (the same output as padding (2, 1)).
 
 `alexnet_small`: the paper's layout scaled to 28x28 (or 32x32) grayscale:
 conv1 5x5/1, widths /4 and 4x narrower FC layers, floor rounding
-(28 -> 28 -> pool 13 -> 13 -> pool 6 -> 6 -> pool 2).
+(28 -> 28 -> pool 13 -> 13 -> pool 6 -> 6 -> pool 2). For the paper's
+ablations: `activation` ("tanh": §3.1's saturating units), `pool_window=2`
+(§3.4's non-overlapping s = z = 2 pooling: 28 -> 14 -> 7 -> 3, the sizes
+3x3/2 pools give with `pool_rounding="ceil"`, so the two compare at equal
+output sizes as in §3.4), `lrn=False` (§3.3), `dropout=0.0` (§4.2).
+
+`alexnet_fig1`: §3.1's "four-layer convolutional neural network" of Fig. 1
+(the paper gives no layers; this is a cuda-convnet-style CIFAR-10 net):
+three 5x5 convs of 32, 32, 64 maps, each followed by the activation and a
+3x3/2 max pool (28 -> 13 -> 6 -> 2), then a linear 10-way layer; no LRN, no
+dropout, so that only the activation differs between its ReLU and tanh nets.
 """
 
 import functools
@@ -49,6 +59,9 @@ class AlexNet(nn.Module):
   conv1_stride: int = 4
   conv1_padding: int = 0
   lrn: bool = True
+  activation: str = "relu"         # "tanh": §3.1's comparison.
+  pool_window: int = 3             # 3: overlapping 3x3/2 pools (§3.4); 2: s = z = 2.
+  pool_rounding: str = ""          # The pools' rounding ("floor", "ceil"); "": as convs.
   # torchvision: AdaptiveAvgPool2d((6, 6)) before the classifier.
   pooled_size: int | None = None
   dropout: float = 0.5
@@ -75,6 +88,7 @@ class AlexNet(nn.Module):
   def __call__(self, x, *, train: bool = False):
     mode = "floor" if self.floor_mode else "exact"
     features = {}
+    act = layers.activation(self.activation)
     kernels = (self.conv1_kernel, 5, 3, 3, 3)
     strides = (self.conv1_stride, 1, 1, 1, 1)
     paddings = (self.conv1_padding, 2, 1, 1, 1)
@@ -83,18 +97,41 @@ class AlexNet(nn.Module):
       x = nn.Conv(width, (k, k), s, padding=common.window_padding(x.shape[1:3], k, s, p, mode),
                   feature_group_count=groups, name=f"conv{i}",
                   **self._paper_init(bias_one=i in (2, 4, 5)))(x)
-      x = features[f"conv{i}"] = nn.relu(x)
+      x = features[f"conv{i}"] = act(x)
       if self.lrn and i <= 2:
         x = layers.LocalResponseNorm(name=f"norm{i}")(x)
       if i in (1, 2, 5):
-        x = layers.MaxPool(3, 2, padding=common.window_padding(x.shape[1:3], 3, 2, 0, mode),
+        w, rounding = self.pool_window, self.pool_rounding or mode
+        x = layers.MaxPool(w, 2, padding=common.window_padding(x.shape[1:3], w, 2, 0, rounding),
                            name=f"pool{i}")(x)
     if self.pooled_size is not None:
       x = common.AdaptiveAvgPool(self.pooled_size, name="avgpool")(x)
     logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
                                num_classes=self.num_classes, dropout=self.dropout,
                                train=train, dropout_first=self.dropout_first,
-                               **self._paper_init(fc=True))
+                               activation=act, **self._paper_init(fc=True))
+    return logits, features
+
+
+class FourLayerCNN(nn.Module):
+  """Fig. 1's four-layer net. Input float [B, 28, 28, C] -> logits [B, num_classes].
+
+  Features: conv1..conv3 (after the activation, before pooling).
+  """
+  num_classes: int = 10
+  widths: Sequence[int] = (32, 32, 64)
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    del train  # No dropout or batch norm.
+    act = layers.activation(self.activation)
+    features = {}
+    for i, width in enumerate(self.widths, start=1):
+      x = features[f"conv{i}"] = act(nn.Conv(width, (5, 5), padding=2, name=f"conv{i}")(x))
+      x = layers.MaxPool(3, 2, padding=common.window_padding(x.shape[1:3], 3, 2, 0, "floor"),
+                         name=f"pool{i}")(x)
+    logits = nn.Dense(self.num_classes, name="fc")(x.reshape(x.shape[0], -1))
     return logits, features
 
 
@@ -106,4 +143,5 @@ alexnet_small = functools.partial(
     AlexNet, num_classes=10, widths=(24, 64, 96, 96, 64), fc_width=1024,
     conv1_kernel=5, conv1_stride=1, conv1_padding=2, floor_mode=True)
 
-MODELS = {"alexnet": alexnet, "alexnet_paper": alexnet_paper, "alexnet_small": alexnet_small}
+MODELS = {"alexnet": alexnet, "alexnet_paper": alexnet_paper, "alexnet_small": alexnet_small,
+          "alexnet_fig1": FourLayerCNN}

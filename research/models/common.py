@@ -65,10 +65,10 @@ def window_padding(input_hw: Sequence[int], window: int, stride: int = 1,
 def classifier(x: jax.Array, features: dict, *, widths: Sequence[int], num_classes: int,
                dropout: float, train: bool, dropout_first: bool = False,
                names: Sequence[str] = ("fc6", "fc7", "fc8"),
-               kernel_init=None, hidden_bias_init=None) -> jax.Array:
+               kernel_init=None, hidden_bias_init=None, activation=nn.relu) -> jax.Array:
   """AlexNet's fully connected head, [B, ...] -> [B, num_classes] logits.
 
-  Flattens, then Dense+ReLU for each of `widths` with dropout on each hidden
+  Flattens, then Dense + `activation` (ReLU) for each of `widths` with dropout on each hidden
   layer's output (the paper's placement, AlexNet §4.2 and VGG §3.1), or on
   each hidden layer's input when `dropout_first` (torchvision's placement).
   Must be called from inside a compact module method: the layers it creates
@@ -81,7 +81,7 @@ def classifier(x: jax.Array, features: dict, *, widths: Sequence[int], num_class
   for name, width in zip(names, widths):
     if dropout_first:
       x = nn.Dropout(dropout, deterministic=not train)(x)
-    x = features[name] = nn.relu(nn.Dense(width, name=name, **hidden_init)(x))
+    x = features[name] = activation(nn.Dense(width, name=name, **hidden_init)(x))
     if not dropout_first:
       x = nn.Dropout(dropout, deterministic=not train)(x)
   return nn.Dense(num_classes, name=names[len(widths)], **init)(x)
