@@ -108,3 +108,18 @@ def test_tiny_run_end_to_end_then_a_rerun_reuses_the_cells(data_dir, tmp_path):
   with open(os.path.join(workdir, "cnn_r", multirun.RESULT_FILE)) as f:
     assert json.load(f)["metrics"]["test/error"] == metrics["cnn/r/test/error"]
   assert experiment.run_experiment(stn, config, workdir, command="python launch.py") == metrics
+
+
+def test_distorted_copies_extend_the_base_dataset(data_dir):
+  from research.data import distorted_copies, tfds_source
+  assert distorted_copies.register("mnist_5k", "r", 1) == "mnist_5k_r"
+  name = distorted_copies.register("mnist_5k", "r", 2)
+  train = tfds_source.load_split(name, "train", data_dir)
+  base = tfds_source.load_split("mnist_5k_r", "train", data_dir)
+  n = len(base)
+  assert len(train) == 2 * n
+  np.testing.assert_array_equal(train.images[:n], base.images)  # Copy 0 is the base draw,
+  np.testing.assert_array_equal(train.labels[n:], base.labels)  # copy 1 the same digits
+  assert np.abs(train.images[n:].astype(int) - base.images).mean() > 10  # in new poses.
+  np.testing.assert_array_equal(tfds_source.load_split(name, "test", data_dir).images,
+                                tfds_source.load_split("mnist_5k_r", "test", data_dir).images)

@@ -35,7 +35,10 @@ def pose_figure(blocks: Sequence[dict], path: str, *, title: str = "") -> str:
   """
   cols = max(len(b["inputs"]) for b in blocks)
   rows = 2 * len(blocks)
-  fig = Figure(figsize=(0.9 * cols + 1.0, 1.0 * rows + (0.4 if title else 0.0)), dpi=100)
+  title = textwrap.fill(title, max(60, 12 * cols))
+  title_h = 0.2 + 0.18 * title.count("\n") if title else 0.0  # Inches.
+  height = 1.0 * rows + title_h
+  fig = Figure(figsize=(0.9 * cols + 1.0, height), dpi=100)
   for r, block in enumerate(blocks):
     for kind, images in enumerate((block["inputs"], block["outputs"])):
       for c, image in enumerate(images):
@@ -52,8 +55,9 @@ def pose_figure(blocks: Sequence[dict], path: str, *, title: str = "") -> str:
           ax.set_title(str(int(block["predicted"][c])), fontsize=7, pad=1,
                        color="red" if wrong else "black")
   if title:
-    fig.suptitle(textwrap.fill(title, 12 * cols), fontsize=9)
-  fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2)
+    fig.suptitle(title, fontsize=9, y=1 - 0.05 / height, va="top")
+  # Leave the title its strip: tight_layout alone would draw the rows over it.
+  fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 1 - title_h / height))
   return _save(fig, path)
 
 
