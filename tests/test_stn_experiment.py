@@ -75,6 +75,23 @@ def test_claims_pair_each_st_model_with_its_baseline():
   assert all(c.paper.startswith("(on MNIST)") for c in stn.claims(stn.get_config("fashion")))
 
 
+def test_notes_show_the_table_and_explain_a_failed_claim():
+  config = stn.get_config()
+  metrics = {f"{m}/{d}/test/error": 0.05 for m in ("fcn", "cnn", "st_fcn", "st_cnn")
+             for d in ("r", "rts", "p", "e")}
+  metrics["st_cnn/rts/test/error"] = 0.052  # Worse than the CNN, by 2 images in 1,000.
+  metrics["st_fcn/e/test/error"] = 0.09     # Worse by far.
+  text = stn.notes(config, metrics)
+  assert "| ST-CNN Aff | 5.0 (0.7) | 5.2 (0.5) | 5.0 (0.8) | 5.0 (1.2) |" in text
+  assert "5,000 real digits" in text
+  failures = [line for line in text.splitlines() if line.startswith("*Does not hold:*")]
+  assert len(failures) == 8  # Ties fail too: "lower" is strict.
+  rts = next(line for line in failures if "CNN on RTS" in line)
+  assert "within two standard errors" in rts and "noise" in rts
+  e = next(line for line in failures if "ST-FCN Aff has lower test error than the FCN on E" in line)
+  assert "short training" in e
+
+
 def test_tiny_run_end_to_end_then_a_rerun_reuses_the_cells(data_dir, tmp_path):
   config = stn.get_config()
   # One column, the CNN pair (XLA compiles dominate: a few per cell).
@@ -93,6 +110,7 @@ def test_tiny_run_end_to_end_then_a_rerun_reuses_the_cells(data_dir, tmp_path):
   report = open(os.path.join(workdir, "report.md")).read()
   assert "ST-CNN Aff has lower test error than the CNN on R." in report
   assert "0.7% vs 1.2%" in report and "st_cnn/r/test/error" in report
+  assert "## Table 1 (left): test error %" in report and "| ST-CNN Aff |" in report
   for png in ("pose_st_cnn.png", "table1.png"):
     assert f"![{png}]({png})" in report
   table = open(os.path.join(workdir, "table1.md")).read()
