@@ -37,6 +37,13 @@ it needs both its batch norm and its 3x3 branch. The aux heads add 6,379,984
 `googlenet_small`: all widths x0.25 and, for 28x28 (or 32x32) inputs, a stem
 without its stride and pools (3x3/1 first conv), so inception 3a sees 28x28 as
 it does in the full net; the aux heads still pool 14x14 -> 4x4.
+`small_input_pool=True` keeps the stem's second pool (28 -> 14: inception 3 at
+14x14, 4 at 7x7, 5 at 3x3), a quarter of the MACs, for CPU training.
+
+`plain_width > 0` makes a plain baseline of the same layout: each inception
+module becomes one 3x3 conv + ReLU whose width is `plain_width` times the
+module's output width (choose it to match the inception net's MACs or
+parameters); stem, pools, aux heads and classifier are unchanged.
 """
 
 import functools
@@ -136,6 +143,8 @@ class GoogLeNet(nn.Module):
   dropout: float = 0.4           # torchvision: 0.2.
   aux_dropout: float = 0.7
   small_input: bool = False      # 3x3/1 first conv and no stem pools (28x28 images).
+  small_input_pool: bool = False  # small_input, but keep pool2 (28 -> 14).
+  plain_width: float = 0.0       # > 0: one 3x3 conv per module, this x its output width.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -157,16 +166,21 @@ class GoogLeNet(nn.Module):
     x = unit(c(192), 3, name="conv2")(x, train=train)
     if self.lrn:
       x = layers.LocalResponseNorm(name="norm2")(x)
-    if not self.small_input:
+    if not self.small_input or self.small_input_pool:
       x = pool(x, "pool2")
     features["stem"] = x
 
     for name, widths in INCEPTION.items():
       if name in ("4a", "5a"):
         x = pool(x, f"pool{name[0]}")
-      x = features[f"inception_{name}"] = Inception(
-          tuple(c(n) for n in widths), self.branch3_kernel, self.batch_norm,
-          name=f"inception_{name}")(x, train=train)
+      if self.plain_width:
+        n1, _, n3, _, n5, proj = widths
+        plain = common.scaled(n1 + n3 + n5 + proj, self.width * self.plain_width)
+        x = features[f"plain_{name}"] = unit(plain, 3, name=f"plain_{name}")(x, train=train)
+      else:
+        x = features[f"inception_{name}"] = Inception(
+            tuple(c(n) for n in widths), self.branch3_kernel, self.batch_norm,
+            name=f"inception_{name}")(x, train=train)
       if train and name in ("4a", "4d"):
         aux = "aux1" if name == "4a" else "aux2"
         features[f"{aux}_logits"] = AuxClassifier(
