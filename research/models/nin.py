@@ -21,6 +21,11 @@ be negative.
 
 `nin_small`: the same for 28x28 grayscale at half width
 (28 -> pool 14 -> pool 7).
+
+`head="fc"`: §4.6's comparison, the global average pooling replaced by a
+fully connected layer from the flattened class maps to the logits ("the
+other parts of the model remain the same"), with dropout `fc_dropout` on
+its input (§4.6 tries 0 and 0.5).
 """
 
 import functools
@@ -59,6 +64,8 @@ class NiN(nn.Module):
   widths: Sequence[Sequence[int]] = ((192, 160, 96), (192, 192, 192), (192, 192))
   kernels: Sequence[int] = (5, 5, 3)
   dropout: float = 0.5
+  head: str = "gap"              # "gap" (§3.2) or "fc" (§4.6's comparison).
+  fc_dropout: float = 0.0        # head="fc": dropout on the FC layer's input.
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
@@ -74,7 +81,13 @@ class NiN(nn.Module):
         x = layers.MaxPool(3, 2, padding=common.window_padding(x.shape[1:3], 3, 2, 0, "ceil"),
                            name=f"pool{i}")(x)
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    logits = layers.GlobalAvgPool(name="avgpool")(x)
+    if self.head == "gap":
+      logits = layers.GlobalAvgPool(name="avgpool")(x)
+    elif self.head == "fc":
+      x = nn.Dropout(self.fc_dropout, deterministic=not train)(x.reshape(x.shape[0], -1))
+      logits = nn.Dense(self.num_classes, name="fc")(x)
+    else:
+      raise ValueError(f"Unknown NiN head {self.head!r}; choose 'gap' or 'fc'.")
     return logits, features
 
 
