@@ -195,9 +195,7 @@ def _increase(variant: str, key: str = "test/error"):
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
-  a = config.ablation
-  length = f"{a.num_epochs:g} epochs" if a.num_epochs > 0 else f"{a.total_steps} steps"
-  subset = f"{a.data.train_split}, {length}, one seed"
+  subset = f"{multirun.budget_text(config.ablation)}, one seed"
   return [
       Claim(source="Krizhevsky et al. 2012, §3.1, Fig. 1",
             statement="A four-layer CNN with ReLUs reaches a training-error target faster "

@@ -121,9 +121,7 @@ def _difference(a: str, b: str):
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
-  length = (f"{config.num_epochs:g} epochs" if config.num_epochs > 0
-            else f"{config.total_steps} steps")
-  scale = f"{config.data.train_split}, {length}, no augmentation"
+  scale = f"{multirun.budget_text(config)}, no augmentation"
   return [
       Claim(source="He et al. 2015, §4.2, Fig. 6 left",
             statement="Degradation: plain-56 has higher training error than plain-20 "

@@ -98,6 +98,13 @@ def run_variants(base: ml_collections.ConfigDict, variants: dict[str, dict],
   return results
 
 
+def budget_text(config: ml_collections.ConfigDict) -> str:
+  """'train[:10000], 6 epochs' or '..., 300 steps': a run's data and length, for claims."""
+  length = (f"{config.num_epochs:g} epochs" if config.num_epochs > 0
+            else f"{config.total_steps} steps")
+  return f"{config.data.train_split}, {length}"
+
+
 def merge(results: dict[str, dict], sep: str = "/") -> dict:
   """{"a": {"test/error": 0.1}} -> {"a/test/error": 0.1} (numbers only)."""
   return {f"{name}{sep}{key}": value for name, metrics in results.items()

@@ -1,0 +1,164 @@
+"""GoogLeNet (Szegedy et al. 2014): Inception modules, accuracy at a small cost.
+
+The method, as §4-5 give it: a 22-layer net of Inception modules, each
+concatenating 1x1, 3x3 and 5x5 convolutions and a pooled branch, with 1x1
+convolutions reducing the width before the expensive 3x3 and 5x5 ones, so that
+depth and width grow "while keeping the computational budget constant": the
+net needs 1.5 billion multiply-adds at inference and "12 times fewer
+parameters than the winning architecture of Krizhevsky et al." (§1). Two
+auxiliary classifiers add their losses with weight 0.3 in training (§5).
+
+We check the cost claims on the full-size models' summaries (224x224x3,
+without the auxiliary heads, which inference discards), and the efficiency
+claim at a scale this CPU trains: `googlenet_small` (every width x0.25,
+a 3x3/1 first conv and one stem pool for 28x28 images, so the Inception
+stages see 14x14, 7x7 and 3x3) against a plain baseline of the same layout
+in which each Inception module is one 3x3 conv + ReLU of 0.45 times the
+module's output width (`plain_width`): the same parameter count and about
+7% fewer multiply-adds (both are in the report). Both keep the LRN stem, the
+auxiliary heads (loss weight 0.3) and dropout 0.4, and train the same way on a
+10,000-image Fashion-MNIST subset for 6 epochs, with Adam (learning rate
+1e-3, cosine decay) rather than the paper's SGD with Polyak averaging. One
+seed each: differences under about half a point are within run-to-run noise.
+
+Command (about 15 minutes on 2 CPU cores alone):
+
+  python launch.py --config=experiments/googlenet.py --workdir=runs/googlenet
+
+Expected: see the measured results below; `report.md` has the claims table and
+`inception_vs_plain.png`.
+
+Arguments (`--config=experiments/googlenet.py:ARG`):
+  (none)  10,000 training images, 6 epochs.
+  full    all 60,000 training images, 30 epochs, the 28x28 Inception stages of
+          `googlenet_small` (for a GPU or a cluster).
+"""
+
+import os
+
+import ml_collections
+
+from research import models
+from research.launch import multirun
+from research.models import summary
+from research.report import Claim
+from research.train import config as config_lib, trainer
+
+IMAGENET = (224, 224, 3)
+PLAIN_WIDTH = 0.45   # Matches googlenet_small's parameters (see the report).
+
+
+def imagenet_costs() -> dict:
+  """Parameters and multiply-adds of the full-size nets (traced, not built)."""
+  metrics = {}
+  for name, shape in (("googlenet", IMAGENET), ("alexnet", IMAGENET),
+                      ("alexnet_paper", (227, 227, 3))):
+    s = summary.summarize(models.get_model(name), shape, train=False)
+    metrics[f"imagenet/{name}/params"] = s.total_params
+    metrics[f"imagenet/{name}/macs"] = s.total_macs
+  for alexnet in ("alexnet", "alexnet_paper"):
+    metrics[f"imagenet/{alexnet}_over_googlenet_params"] = (
+        metrics[f"imagenet/{alexnet}/params"] / metrics["imagenet/googlenet/params"])
+  return metrics
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = config_lib.base_config()
+  config.model.name = "googlenet_small"
+  config.model.kwargs = ml_collections.ConfigDict(models.default_kwargs(
+      "googlenet_small", small_input_pool=True, plain_width=0.0))
+  config.aux_loss_weight = 0.3          # §5.
+  config.data.train_split = "train[:10000]"
+  config.num_epochs = 6.0
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "cosine"
+  config.eval_train_examples = 10_000
+  config.eval_every_epochs = 2.0
+  config.checkpoint_every_steps = 200
+  config.plain_width = PLAIN_WIDTH      # The plain baseline's width factor.
+  if arg == "full":
+    config.data.train_split = "train"
+    config.num_epochs = 30.0
+    config.model.kwargs.small_input_pool = False
+  elif arg:
+    raise ValueError(f"Unknown argument {arg!r} for experiments/googlenet.py; use '' or "
+                     "'full'.")
+  config.arg = arg or ""
+  return config
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  trainer.validate_config(config)
+  if config.plain_width <= 0:
+    raise ValueError(f"config.plain_width={config.plain_width!r}: must be > 0.")
+
+
+def _small_costs(config) -> dict:
+  """Parameters and MACs of both scaled nets at 28x28 (inference, no aux heads)."""
+  metrics = {}
+  for name, plain in (("inception", 0.0), ("plain", config.plain_width)):
+    kwargs = {**config.model.kwargs.to_dict(), "plain_width": plain}
+    s = summary.summarize(models.get_model(config.model.name, **kwargs), (28, 28, 1))
+    metrics[f"{name}/macs"] = s.total_macs
+    metrics[f"{name}/inference_params"] = s.total_params
+  metrics["plain_over_inception_macs"] = metrics["plain/macs"] / metrics["inception/macs"]
+  metrics["plain_over_inception_params"] = (metrics["plain/inference_params"]
+                                            / metrics["inception/inference_params"])
+  return metrics
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  variants = {"inception": {"model.kwargs.plain_width": 0.0},
+              "plain": {"model.kwargs.plain_width": config.plain_width}}
+  metrics = {**imagenet_costs(), **_small_costs(config),
+             **multirun.merge(multirun.run_variants(config, variants, workdir))}
+  steps_per_epoch = metrics["inception/steps"] / metrics["inception/epochs"]
+  curves, styles = {}, {}
+  for name, color in (("inception", "C0"), ("plain", "C3")):
+    for key, style in (("train_eval/error", dict(linestyle="--")), ("test/error", {})):
+      steps, err = multirun.series(os.path.join(workdir, name), key)
+      label = f"{name} {'train' if key.startswith('train') else 'test'}"
+      curves[label] = ([s / steps_per_epoch for s in steps], err)
+      styles[label] = dict(color=color, marker="o", **style)
+  multirun.plot_curves(curves, os.path.join(workdir, "inception_vs_plain.png"),
+                       xlabel="epoch", ylabel="error", styles=styles,
+                       title=f"Inception vs plain at equal cost, {config.data.train_split}")
+  return metrics
+
+
+def claims(config: ml_collections.ConfigDict) -> list[Claim]:
+  scale = f"{multirun.budget_text(config)}, one seed"
+  return [
+      Claim(source="Szegedy et al. 2014, §1",
+            statement="GoogLeNet uses 12x fewer parameters than Krizhevsky et al.'s AlexNet "
+                      "(ours: AlexNet's parameters / GoogLeNet's, torchvision's AlexNet "
+                      "61.1M; the paper's layout, 61.0M, gives the same 8.7x).",
+            paper="12x", measure="imagenet/alexnet_over_googlenet_params",
+            check=lambda r: r >= 10,
+            check_text=">= 10x; Table 1's layers hold 7.0M parameters, so 12x would need "
+                       "5M", fmt="{:.1f}x"),
+      Claim(source="Szegedy et al. 2014, §1, §5",
+            statement="Inference costs about 1.5 billion multiply-adds (ours: the summary's "
+                      "MACs at 224x224).",
+            paper="1.5G", measure="imagenet/googlenet/macs",
+            check=lambda n: abs(n / 1.5e9 - 1) <= 0.1, check_text="within 10% of 1.5G",
+            fmt="{:,.0f}"),
+      Claim(source="(our design check)",
+            statement="The plain baseline costs about what the Inception net costs "
+                      "(ours: plain / Inception multiply-adds at 28x28; parameters are "
+                      "`plain_over_inception_params`).",
+            paper="similar cost", measure="plain_over_inception_macs",
+            check=lambda r: 0.85 <= r <= 1.15, check_text="within 15%", fmt="{:.2f}"),
+      Claim(source="Szegedy et al. 2014, §4",
+            statement="At a similar cost, the Inception net matches or beats a plain net "
+                      "(ours: plain minus Inception test error).",
+            paper="(no matched plain baseline in the paper; ILSVRC 2014 top-5 6.67%)",
+            measure=lambda m: m["plain/test/error"] - m["inception/test/error"],
+            check=lambda d: d >= -0.005, check_text=f">= -0.5 points ({scale})",
+            fmt="{:+.2%}"),
+      Claim(source="Fashion-MNIST benchmark (submitted, untested): GoogLeNet",
+            statement="GoogLeNet reaches 0.937 test accuracy (ours: googlenet_small).",
+            paper="0.937", measure="inception/test/accuracy",
+            check=lambda a: a >= 0.937 - 0.03, check_text=f">= 0.907 (3 points below; {scale})"),
+  ]
