@@ -81,6 +81,7 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, *,
       raise
     logging.warning("%s diverged: %s", workdir, e)
     metrics = {"diverged": 1.0}
+  os.makedirs(workdir, exist_ok=True)
   trial.write_json(os.path.join(workdir, RESULT_FILE),
                    {"config": _config_text(config), "metrics": metrics})
   return metrics
