@@ -30,10 +30,10 @@ def test_augmentation_experiment_end_to_end(data_dir, tmp_path):
   module = _load("augmentation")
   config = _tiny(module.get_config())
   config.eval_train_examples = 64
-  config.variants = ("none", "crop_pad4+flip_lr")
+  config.variants = ("none", module.RECIPE)
   module.validate_config(config)
   metrics = experiment.run_experiment(module, config, str(tmp_path), command="test")
-  assert {"none/test/accuracy", "none/gap", "crop_pad4+flip_lr/test_gain"} <= set(metrics)
+  assert {"none/test/accuracy", "none/gap", f"{module.RECIPE}/test_gain"} <= set(metrics)
   for png in ("effects.png", "curves.png", "examples_fashion.png", "examples_photo.png"):
     assert os.path.exists(tmp_path / png), png
   measured = [c for c in _claims(tmp_path) if c["ours"] is not None]
