@@ -122,7 +122,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   curves = {name: multirun.series(os.path.join(workdir, name), "test/accuracy")
             for name in config.variants}
   multirun.plot_curves(curves, os.path.join(workdir, "curves.png"), xlabel="step",
-                       ylabel="test accuracy", title="5,000 Fashion-MNIST images, each augmentation")
+                       ylabel="test accuracy",
+                       title="5,000 Fashion-MNIST images, each augmentation")
   _plot_examples(config, workdir)
   return metrics
 
@@ -172,7 +173,8 @@ def _plot_examples(config, workdir: str) -> None:
   eigh = augment.rgb_covariance_eigh(np.stack(photos))
   rgb_specs = ["color_jitter0.4", "grayscale0.5", "pca_color0.1", "pca_color0.5",
                "crop_pad8,flip_lr,rotate15"]
-  plots.image_grid(_examples(crops, rgb_specs, eigh), 8, os.path.join(workdir, "examples_photo.png"),
+  plots.image_grid(_examples(crops, rgb_specs, eigh), 8,
+                   os.path.join(workdir, "examples_photo.png"),
                    scale=2, title="rows: original, " + "; ".join(rgb_specs))
 
 

@@ -47,14 +47,15 @@ def top9_figure(rows, path: str, title: str) -> str:
 
   rows: list of (label, projections [9, h, w, C] signed, patches [9, h, w, C] in [0, 1]).
   """
-  fig = Figure(figsize=(6.0, 2.9 * len(rows) + 0.5), dpi=90)
+  height = 2.9 * len(rows) + 0.5
+  fig = Figure(figsize=(6.0, height), dpi=90)
   fig.suptitle(title, fontsize=8)
   for r, (label, projections, patches) in enumerate(rows):
     for c, (images, what) in enumerate(((signed_to_unit(projections), "projections"),
                                         (patches, "patches"))):
       ax = fig.add_subplot(len(rows), 2, 2 * r + c + 1)
       _show(ax, plots.tile(images, 3, padding=1), title=f"{label}: {what}", vmin=0, vmax=1)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # Room for the title.
   return _save(fig, path)
 
 
@@ -84,7 +85,8 @@ def occlusion_figure(rows, path: str, class_names, title: str) -> str:
   p_true [Gy, Gx], top_class int [Gy, Gx].
   """
   k = len(class_names)
-  fig = Figure(figsize=(10, 2.0 * len(rows) + 0.4), dpi=100)
+  height = 2.0 * len(rows) + 0.4
+  fig = Figure(figsize=(10, height), dpi=100)
   fig.suptitle(title, fontsize=9)
   for r, row in enumerate(rows):
     axes = [fig.add_subplot(len(rows), 5, 5 * r + i + 1) for i in range(5)]
@@ -107,7 +109,7 @@ def occlusion_figure(rows, path: str, class_names, title: str) -> str:
     for ax in axes[1:]:
       ax.set_xticks([])
       ax.set_yticks([])
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
   return _save(fig, path)
 
 

@@ -95,7 +95,8 @@ def read_chain(model: nn.Module, params, image_shape) -> tuple:
     if isinstance(module, nn.Dense):
       reached_classifier[0] = True
     elif isinstance(module, nn.Conv):
-      if _pair(module.kernel_dilation or 1) != (1, 1) or _pair(module.input_dilation or 1) != (1, 1):
+      dilations = (module.kernel_dilation or 1, module.input_dilation or 1)
+      if any(_pair(d) != (1, 1) for d in dilations):
         raise NotImplementedError(f"Dilated convolution {'/'.join(module.path)}.")
       window, strides = _pair(module.kernel_size), _pair(module.strides or 1)
       chain.append(Conv(tuple(module.path), strides,
