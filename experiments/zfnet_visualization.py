@@ -39,14 +39,18 @@ after 1, 2 and 5, contrast normalisation after 1 and 2, fc6, fc7):
      its first-layer filters stay close to their random start (no Gabor-like
      edges as in the paper's Fig. 6, which needed 1.3 million images).
 
-Command (about 15 minutes on 2 CPU cores shared with other jobs):
+Command (about 17 minutes on 2 CPU cores shared with other jobs; the
+Fashion-MNIST training is 9 of them):
 
-  python launch.py --config=experiments/zfnet_visualization.py \\
+  python launch.py --config=experiments/zfnet_visualization.py \
       --workdir=runs/zfnet_visualization
 
-Expected: Fashion-MNIST test accuracy about 0.90; `fig2_*_layer*.png`,
-`filters_*.png`, `fig7_*.png` for both networks; the claims below in
-`report.md`.
+Expected: Fashion-MNIST test accuracy 0.888; the top 9 of layer-5 maps are
+mostly one class (purity 0.87 against 0.43 in layer 1); occluding with the
+gray square hurts p(true class) no more on the object than on the
+background (0.8x), while a black square hurts it 5x more on the object; the
+photo network gets 0.78 on held-out strips (chance 0.1). Figures:
+`fig2_*_layer*.png`, `filters_*.png`, `fig7_*.png` for both networks.
 """
 
 import functools
