@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax
 
 from research import ops
+from research.ops import pooling
 
 
 def _crop_negative_padding(x: jax.Array, padding):
@@ -35,7 +36,7 @@ class MaxPool(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     stride = self.stride or self.window
     x, padding = _crop_negative_padding(x, self.padding)
-    return nn.max_pool(x, (self.window,) * 2, (stride,) * 2, padding)
+    return pooling.max_pool(x, self.window, stride, padding)
 
 
 class AvgPool(nn.Module):
