@@ -1,0 +1,278 @@
+"""The training-step optimisations of the performance issue, each measured here.
+
+  python -m benchmarks.step_variants      # about 5 minutes on 2 cores
+
+Each candidate is timed against the project's default in the same run, each
+in a fresh process (XLA reads its flags once per process), alternating which
+goes first, and checked to compute the same numbers before it is timed:
+
+  conv lowering   the 3x3 convolutions of CIFAR ResNet-20 on 28x28 (batch 128),
+                  forward plus both backward passes: XLA's convolution with
+                  the project's flags, with XLA's default flags (ynn fusion
+                  on), and lowered by hand to patches + one matmul (im2col).
+  max pooling     2x2/2 max pooling forward and backward: flax's
+                  `reduce_window` against the project's reshape with a
+                  hand-routed gradient (research/ops/pooling.py).
+  2-device split  ResNet-20's training step with the batch split over two
+                  host devices (`--xla_force_host_platform_device_count=2`)
+                  against one device.
+  steps per dispatch
+                  10 training steps of LeNet-5 and the flax-example CNN as a
+                  Python loop over the jitted step against one jitted
+                  `lax.scan` over the 10 steps (same final parameters).
+
+What the project keeps (see the README's performance section): the flag and
+the pooling, because they measured faster; the others measured slower on this
+backend and are not used by the trainer. Rerun this after a JAX upgrade: the answer may change.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+_REPEATS = flags.DEFINE_integer("repeats", 2, "Fresh processes per variant.")
+_SECTIONS = flags.DEFINE_list("sections", "conv,pool,split,dispatch", "What to measure.")
+_WORKER = flags.DEFINE_string("worker", None, "Internal: the variant to time.")
+
+CONV_SHAPES = [(128, 28, 16, 16), (128, 14, 32, 32), (128, 7, 64, 64)]  # N, H=W, C, O.
+_XLA_DEFAULTS = {"RESEARCH_XLA_DEFAULTS": "0", "XLA_FLAGS": ""}
+_TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+
+
+def _median_time(fn, windows: int = 5, per_window: int = 1) -> float:
+  import jax
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(windows):
+    start = time.perf_counter()
+    for _ in range(per_window):
+      out = fn()
+    jax.block_until_ready(out)
+    times.append((time.perf_counter() - start) / per_window)
+  return statistics.median(times)
+
+
+# --- Workers -------------------------------------------------------------------
+
+def conv_patches(x, kernel):
+  """A stride-1 'SAME' conv as im2col + matmul: x [N, H, W, C], kernel [kh, kw, C, O]."""
+  import jax.numpy as jnp
+  kh, kw, c, o = kernel.shape
+  n, h, w, _ = x.shape
+  xp = jnp.pad(x, ((0, 0), ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2), (0, 0)))
+  cols = jnp.concatenate([xp[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)],
+                         axis=-1)
+  return (cols.reshape(-1, kh * kw * c) @ kernel.reshape(-1, o)).reshape(n, h, w, o)
+
+
+def conv_worker(lowering: str) -> dict:
+  import research  # noqa: F401  The project's XLA flags (unless the env opts out).
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  def xla_conv(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  conv = conv_patches if lowering == "patches" else xla_conv
+  grads = jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.square(conv(x, k))), argnums=(0, 1)))
+  reference = jax.jit(jax.grad(lambda x, k: jnp.sum(jnp.square(xla_conv(x, k))),
+                               argnums=(0, 1)))
+  result = {}
+  for n, h, c, o in CONV_SHAPES:
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(n, h, h, c)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(3, 3, c, o)) * 0.1, jnp.float32)
+    error = max(float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+                for a, b in zip(grads(x, k), reference(x, k)))
+    seconds = _median_time(lambda: grads(x, k), windows=7)
+    result[f"{c}@{h}x{h}"] = {"s": seconds, "gflops": 3 * 2 * n * h * h * c * o * 9 / seconds / 1e9,
+                              "rel_error": error}
+  return result
+
+
+POOL_SHAPES = [(128, 28, 28, 6), (128, 28, 28, 32), (128, 14, 14, 64)]
+
+
+def pool_worker(kind: str) -> dict:
+  import research  # noqa: F401
+  import flax.linen as nn
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from research.ops import pooling
+  pool = {"flax": lambda x: nn.max_pool(x, (2, 2), (2, 2), "VALID"),
+          "ours": lambda x: pooling.max_pool(x, 2, 2)}[kind]
+  grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(pool(x)))))
+  result = {}
+  for shape in POOL_SHAPES:
+    x = jnp.maximum(jnp.asarray(np.random.default_rng(0).normal(size=shape), jnp.float32), 0)
+    result["x".join(map(str, shape[1:]))] = {
+        "s": _median_time(lambda: grad(x), windows=9),
+        "grad_sum": float(jnp.sum(jnp.abs(grad(x))))}
+  return result
+
+
+def _train_setup(network: str, batch_size: int = 128, batches: int = 1):
+  import research  # noqa: F401
+  import jax
+  import numpy as np
+  import optax
+  from research import models
+  from research.train import steps
+  kwargs = {"c3_table": False} if network == "lenet5" else {}
+  model = models.get_model(network, num_classes=10, **kwargs)
+  tx = optax.sgd(0.01, momentum=0.9)
+  state = steps.create_train_state(model, tx, (1, 28, 28, 1), seed=0)
+  step = steps.make_train_step(model, tx, mean=(0.5,), std=(0.25,))
+  rng = np.random.default_rng(0)
+  data = {"image": rng.integers(0, 256, (batches, batch_size, 28, 28, 1), dtype=np.uint8),
+          "label": rng.integers(0, 10, (batches, batch_size)).astype(np.int32)}
+  return jax, state, step, data
+
+
+def split_worker(devices: str) -> dict:
+  jax, state, step, data = _train_setup("resnet20")
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  mesh = Mesh(jax.devices()[:int(devices)], ("data",))
+  replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+  state = jax.device_put(state, replicated)
+  batch = jax.device_put({k: v[0] for k, v in data.items()}, split)
+  train_step = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
+  first, metrics = train_step(jax.tree.map(lambda a: a.copy(), state), batch)
+  loss = float(metrics["loss"])
+
+  def run():
+    nonlocal state
+    state, m = train_step(state, batch)
+    return m
+  return {"s": _median_time(run, per_window=3), "first_loss": loss}
+
+
+def dispatch_worker(spec: str) -> dict:
+  network, mode = spec.split(":")
+  k = 10
+  jax, state, step, data = _train_setup(network, batches=k)
+  batches = jax.device_put(data)
+  if mode == "scan":
+    many = jax.jit(lambda s, b: jax.lax.scan(step, s, b), donate_argnums=0)
+  else:
+    one = jax.jit(step, donate_argnums=0)
+
+    def many(s, b):
+      for i in range(k):
+        s, m = one(s, {key: v[i] for key, v in b.items()})
+      return s, m
+  after, _ = many(jax.tree.map(lambda a: a.copy(), state), batches)
+  leaves = [float(abs(x).sum()) for x in jax.tree.leaves(after.params)]
+
+  def run():
+    nonlocal state
+    state, m = many(state, batches)
+    return m
+  return {"s": _median_time(run) / k, "param_abs_sums": leaves}
+
+
+# --- Driver --------------------------------------------------------------------
+
+def _spawn(worker: str, env: dict | None = None) -> dict:
+  cmd = [sys.executable, "-m", "benchmarks.step_variants", f"--worker={worker}"]
+  result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+  if result.returncode:
+    raise RuntimeError(f"worker {worker} failed:\n{result.stderr[-3000:]}")
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _alternate(variants: dict) -> dict:
+  """{name: (worker, env)} -> {name: [results]}, each variant `repeats` times, order rotating."""
+  names = list(variants)
+  runs = {name: [] for name in names}
+  for r in range(_REPEATS.value):
+    for name in names[r % len(names):] + names[:r % len(names)]:
+      runs[name].append(_spawn(*variants[name]))
+  return runs
+
+
+def main(argv):
+  del argv
+  if _WORKER.value:
+    kind, arg = _WORKER.value.split("=", 1)
+    print(json.dumps({"conv": conv_worker, "pool": pool_worker, "split": split_worker,
+                      "dispatch": dispatch_worker}[kind](arg)))
+    return
+  import jax
+  print(f"JAX {jax.__version__}, {os.cpu_count()} CPUs, float32, median of timed windows, "
+        f"{_REPEATS.value} fresh processes per variant\n", flush=True)
+
+  sections = set(_SECTIONS.value)
+  if "conv" in sections:
+    _conv_section()
+  if "pool" in sections:
+    _pool_section()
+  if "split" in sections:
+    _split_section()
+  if "dispatch" in sections:
+    _dispatch_section()
+
+
+def _conv_section():
+  runs = _alternate({"XLA conv, project flags": ("conv=xla", None),
+                     "XLA conv, XLA's default flags": ("conv=xla", _XLA_DEFAULTS),
+                     "patches + matmul, project flags": ("conv=patches", None)})
+  print("3x3 conv, batch 128, forward + both backward passes (ms; GFLOP/s; max relative "
+        "gradient difference from XLA's conv):\n")
+  print("| lowering | " + " | ".join(f"{c} ch, {h}x{h}" for _, h, c, _ in CONV_SHAPES) + " |")
+  print("|---|" + "---|" * len(CONV_SHAPES))
+  for name, results in runs.items():
+    cells = []
+    for shape in results[0]:
+      s = statistics.median(r[shape]["s"] for r in results)
+      err = max(r[shape]["rel_error"] for r in results)
+      gflops = results[0][shape]["gflops"] * results[0][shape]["s"] / s
+      cells.append(f"{1e3 * s:.1f} ms; {gflops:.0f}; {err:.0e}")
+    print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def _pool_section():
+  runs = _alternate({"flax.linen.max_pool (reduce_window)": ("pool=flax", None),
+                     "research.ops.pooling.max_pool": ("pool=ours", None)})
+  print("\n2x2/2 max pooling of ReLU outputs, forward + backward (ms; sum of |gradient|):\n")
+  print("| implementation | " + " | ".join("x".join(map(str, s[1:])) for s in POOL_SHAPES) + " |")
+  print("|---|" + "---|" * len(POOL_SHAPES))
+  for name, results in runs.items():
+    cells = [f"{1e3 * statistics.median(r[k]['s'] for r in results):.1f} ms; "
+             f"{results[0][k]['grad_sum']:.6g}" for k in results[0]]
+    print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def _split_section():
+  runs = _alternate({"1 device": ("split=1", None), "2 host devices": ("split=2", _TWO_DEVICES)})
+  base = statistics.median(r["s"] for r in runs["1 device"])
+  print("\nResNet-20 training step, batch 128, 28x28:\n")
+  print("| variant | img/s | speed-up | first-step loss |\n|---|---|---|---|")
+  for name, results in runs.items():
+    s = statistics.median(r["s"] for r in results)
+    print(f"| {name} | {128 / s:,.0f} | {base / s:.2f}x | {results[0]['first_loss']:.6f} |")
+
+
+def _dispatch_section():
+  print("\n10 training steps per call, batch 128 (img/s; max relative difference of the "
+        "final parameters' absolute sums from the loop's):\n")
+  print("| network | Python loop over the jitted step | one jitted lax.scan | speed-up |")
+  print("|---|---|---|---|")
+  for network in ("lenet5", "flax_example_cnn"):
+    runs = _alternate({m: (f"dispatch={network}:{m}", None) for m in ("loop", "scan")})
+    loop, scan = (statistics.median(r["s"] for r in runs[m]) for m in ("loop", "scan"))
+    diff = max(abs(a - b) / abs(b) for a, b in zip(runs["scan"][0]["param_abs_sums"],
+                                                   runs["loop"][0]["param_abs_sums"]))
+    print(f"| {network} | {128 / loop:,.0f} | {128 / scan:,.0f} (params differ by {diff:.0e}) "
+          f"| {loop / scan:.2f}x |")
+
+
+if __name__ == "__main__":
+  app.run(main)
