@@ -1,11 +1,13 @@
 """Training-step speed: this project's JAX step against PyTorch, in the same run.
 
   pip install -r requirements-bench.txt      # torch 2.13.0, CPU build
-  python -m benchmarks.train_step            # all networks, ~15 min on 2 cores
+  python -m benchmarks.train_step            # all networks, ~25 min on 2 cores
   python -m benchmarks.train_step --networks=lenet5,resnet20 --repeats=3
 
-For each network, JAX and PyTorch take turns (JAX first on even repeats,
-PyTorch first on odd ones), each in a fresh process, so neither inherits the
+For each network, JAX, PyTorch and the plain JAX step (XLA's default flags
+and flax's max pooling: the "before" of the project's optimisations; leave it
+out with --noplain) take turns, rotating which goes first, each in a fresh
+process, so neither inherits the
 other's warm caches or memory and peak memory is per framework. A process
 times `--timings` windows of `--steps` steps after a warm-up and reports the
 median. Both sides train the same network (same shapes, parameter count,
@@ -35,7 +37,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 2, "Alternating JAX/PyTorch processes
 _TIMINGS = flags.DEFINE_integer("timings", 5, "Timed windows per process (median reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch for the 28x28 networks.")
 _RESNET50_BATCH = flags.DEFINE_integer("resnet50_batch", 16, "Batch for ResNet-50 at 224x224.")
-_WORKER = flags.DEFINE_enum("worker", None, ["jax", "torch", "ceilings"], "Internal.")
+_PLAIN = flags.DEFINE_bool("plain", True, "Also time the plain JAX step (XLA's default flags, "
+                           "flax's max pooling): the 'before' of the project's optimisations.")
+_WORKER = flags.DEFINE_enum("worker", None, ["jax", "jax_plain", "torch", "ceilings"],
+                            "Internal.")
 _NETWORK = flags.DEFINE_string("network", None, "Internal: the worker's network.")
 
 # glibc otherwise returns large buffers to the OS after every step and page-faults
@@ -56,6 +61,10 @@ def _steps_per_window(network: str) -> int:
   return {"lenet5": 50, "flax_example_cnn": 20, "resnet20": 5, "resnet56": 2}.get(network, 1)
 
 
+def _rate(images_per_s: float) -> str:
+  return f"{images_per_s:,.0f}" if images_per_s >= 100 else f"{images_per_s:.1f}"
+
+
 def _peak_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -71,6 +80,14 @@ def _time_windows(run_steps, n_steps: int) -> list[float]:
 
 
 # --- Workers (one framework, one network, one process) -----------------------
+
+def jax_plain_worker(network: str) -> dict:
+  """The step without the project's optimisations (the spawn also clears XLA_FLAGS)."""
+  import flax.linen as nn
+  from research.models import layers
+  layers.pooling.max_pool = lambda x, w, s, p: nn.max_pool(x, (w, w), (s, s), p)
+  return jax_worker(network)
+
 
 def jax_worker(network: str) -> dict:
   import jax
@@ -190,11 +207,15 @@ def ceilings_worker(_: str) -> dict:
 
 # --- Driver --------------------------------------------------------------------
 
+_PLAIN_ENV = {"RESEARCH_XLA_DEFAULTS": "0", "XLA_FLAGS": ""}
+
+
 def _spawn(worker: str, network: str) -> dict:
   cmd = [sys.executable, "-m", "benchmarks.train_step", f"--worker={worker}",
          f"--network={network}", f"--timings={_TIMINGS.value}",
          f"--batch_size={_BATCH.value}", f"--resnet50_batch={_RESNET50_BATCH.value}"]
-  result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **_MALLOC_ENV})
+  env = {**os.environ, **_MALLOC_ENV, **(_PLAIN_ENV if worker == "jax_plain" else {})}
+  result = subprocess.run(cmd, capture_output=True, text=True, env=env)
   if result.returncode:
     raise RuntimeError(f"{worker} worker for {network} failed:\n{result.stderr[-3000:]}")
   return json.loads(result.stdout.strip().splitlines()[-1])
@@ -212,7 +233,8 @@ def _forward_flops(network: str) -> float:
 def main(argv):
   del argv
   if _WORKER.value:
-    worker = {"jax": jax_worker, "torch": torch_worker, "ceilings": ceilings_worker}
+    worker = {"jax": jax_worker, "jax_plain": jax_plain_worker, "torch": torch_worker,
+              "ceilings": ceilings_worker}
     print(json.dumps(worker[_WORKER.value](_NETWORK.value)))
     return
   import research  # noqa: F401  Sets the project's XLA flags, as the workers see them.
@@ -225,9 +247,10 @@ def main(argv):
   print("ceilings GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()), flush=True)
   rows = []
   for network in _NETWORKS.value:
-    runs = {"jax": [], "torch": []}
+    workers = ["jax", "torch"] + (["jax_plain"] if _PLAIN.value else [])
+    runs = {w: [] for w in workers}
     for r in range(_REPEATS.value):
-      for worker in (("jax", "torch") if r % 2 == 0 else ("torch", "jax")):
+      for worker in workers[r % len(workers):] + workers[:r % len(workers)]:
         runs[worker].append(_spawn(worker, network))
     bs = _batch(network)
     jax_s = statistics.median(x["step_s"] for x in runs["jax"])
@@ -242,19 +265,32 @@ def main(argv):
         "jax_peak_mb": max(x["peak_mb"] for x in runs["jax"]),
         "torch_peak_mb": max(x["peak_mb"] for x in runs["torch"]),
     }
+    if _PLAIN.value:
+      plain_s = statistics.median(x["step_s"] for x in runs["jax_plain"])
+      row.update(plain_img_s=bs / plain_s, plain_ratio=torch_s / plain_s)
     rows.append(row)
     print(f"{network}: JAX {row['jax_img_s']:,.0f} img/s, PyTorch {row['torch_img_s']:,.0f} "
-          f"({row['torch_layout']}), ratio {row['ratio']:.2f}", flush=True)
+          f"({row['torch_layout']}), ratio {row['ratio']:.2f}"
+          + (f"; plain JAX {row['plain_img_s']:,.0f} (ratio {row['plain_ratio']:.2f})"
+             if _PLAIN.value else ""), flush=True)
 
   print()
   print("| network | batch | JAX img/s | PyTorch img/s (best layout) | JAX/PyTorch | JAX GFLOP/s "
         "(% conv ceiling) | PyTorch GFLOP/s | JAX compile s | peak MB JAX / PyTorch |")
   print("|---|---|---|---|---|---|---|---|---|")
   for r in rows:
-    print(f"| {r['network']} | {r['batch']} | {r['jax_img_s']:,.0f} | {r['torch_img_s']:,.0f} "
+    print(f"| {r['network']} | {r['batch']} | {_rate(r['jax_img_s'])} | {_rate(r['torch_img_s'])} "
           f"({r['torch_layout']}) | {r['ratio']:.2f}x | {r['jax_gflops']:.0f} "
           f"({100 * r['jax_gflops'] / ceilings['jax_conv']:.0f}%) | {r['torch_gflops']:.0f} | "
           f"{r['jax_compile_s']:.1f} | {r['jax_peak_mb']:,.0f} / {r['torch_peak_mb']:,.0f} |")
+  if _PLAIN.value:
+    print("\nBefore and after the project's optimisations (plain: XLA's default flags and "
+          "flax's max pooling):\n")
+    print("| network | plain JAX img/s | JAX/PyTorch | project JAX img/s | JAX/PyTorch |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+      print(f"| {r['network']} | {_rate(r['plain_img_s'])} | {r['plain_ratio']:.2f}x | "
+            f"{_rate(r['jax_img_s'])} | {r['ratio']:.2f}x |")
 
 
 if __name__ == "__main__":
