@@ -9,13 +9,19 @@ goes first, and checked to compute the same numbers before it is timed:
   conv lowering   the 3x3 convolutions of CIFAR ResNet-20 on 28x28 (batch 128),
                   forward plus both backward passes: XLA's convolution with
                   the project's flags, with XLA's default flags (ynn fusion
-                  on), and lowered by hand to patches + one matmul (im2col).
+                  on), lowered by hand to patches + one matmul (im2col), and
+                  PyTorch's conv2d (channels-last) for reference, if installed.
   max pooling     2x2/2 max pooling forward and backward: flax's
                   `reduce_window` against the project's reshape with a
                   hand-routed gradient (research/ops/pooling.py).
   2-device split  ResNet-20's training step with the batch split over two
                   host devices (`--xla_force_host_platform_device_count=2`)
                   against one device.
+  batch norm's share
+                  ResNet-20's step against the same step with batch norm
+                  replaced by the identity (a profile, not a candidate).
+  profile         ResNet-20's step traced with jax.profiler: op time per kind
+                  of XLA op (transposes, reductions, convolutions, fusions).
   steps per dispatch
                   10 training steps of LeNet-5 and the flax-example CNN as a
                   Python loop over the jitted step against one jitted
@@ -26,17 +32,20 @@ the pooling, because they measured faster; the others measured slower on this
 backend and are not used by the trainer. Rerun this after a JAX upgrade: the answer may change.
 """
 
+import importlib.util
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+import types
 
 from absl import app, flags
 
 _REPEATS = flags.DEFINE_integer("repeats", 2, "Fresh processes per variant.")
-_SECTIONS = flags.DEFINE_list("sections", "conv,pool,split,dispatch", "What to measure.")
+_SECTIONS = flags.DEFINE_list("sections", "conv,pool,split,batchnorm,profile,dispatch",
+                               "What to measure.")
 _WORKER = flags.DEFINE_string("worker", None, "Internal: the variant to time.")
 
 CONV_SHAPES = [(128, 28, 16, 16), (128, 14, 32, 32), (128, 7, 64, 64)]  # N, H=W, C, O.
@@ -96,6 +105,27 @@ def conv_worker(lowering: str) -> dict:
   return result
 
 
+def torch_conv_worker(_: str) -> dict:
+  import torch
+  result = {}
+  for n, h, c, o in CONV_SHAPES:
+    x = torch.randn(n, c, h, h).contiguous(memory_format=torch.channels_last).requires_grad_()
+    k = (torch.randn(o, c, 3, 3) * 0.1).requires_grad_()
+
+    def grads():
+      torch.square(torch.nn.functional.conv2d(x, k, padding=1)).sum().backward()
+    grads()
+    times = []
+    for _ in range(7):
+      start = time.perf_counter()
+      grads()
+      times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    result[f"{c}@{h}x{h}"] = {"s": seconds, "gflops": 3 * 2 * n * h * h * c * o * 9 / seconds / 1e9,
+                              "rel_error": float("nan")}
+  return result
+
+
 POOL_SHAPES = [(128, 28, 28, 6), (128, 28, 28, 32), (128, 14, 14, 64)]
 
 
@@ -134,6 +164,66 @@ def _train_setup(network: str, batch_size: int = 128, batches: int = 1):
   data = {"image": rng.integers(0, 256, (batches, batch_size, 28, 28, 1), dtype=np.uint8),
           "label": rng.integers(0, 10, (batches, batch_size)).astype(np.int32)}
   return jax, state, step, data
+
+
+def batchnorm_worker(mode: str) -> dict:
+  if mode == "identity":
+    import flax.linen as nn
+    from research.models import resnet
+
+    class Identity(nn.Module):
+      use_running_average: bool = False
+      momentum: float = 0.9
+      epsilon: float = 1e-5
+      scale_init: object = None
+
+      def __call__(self, x):
+        return x
+    resnet.nn = types.SimpleNamespace(**{**vars(nn), "BatchNorm": Identity})
+  jax, state, step, data = _train_setup("resnet20")
+  train_step = jax.jit(step, donate_argnums=0)
+  batch = jax.device_put({k: v[0] for k, v in data.items()})
+
+  def run():
+    nonlocal state
+    state, m = train_step(state, batch)
+    return m
+  return {"s": _median_time(run, per_window=3)}
+
+
+def profile_worker(network: str) -> dict:
+  """Milliseconds per step by kind of XLA op, from a perfetto trace of 10 steps."""
+  import collections
+  import glob
+  import gzip
+  import re
+  import tempfile
+  jax, state, step, data = _train_setup(network)
+  train_step = jax.jit(step, donate_argnums=0)
+  batch = jax.device_put({k: v[0] for k, v in data.items()})
+  for _ in range(3):
+    state, metrics = train_step(state, batch)
+  jax.block_until_ready(metrics)
+  n = 10
+  with tempfile.TemporaryDirectory() as trace_dir:
+    start = time.perf_counter()
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(n):
+        state, metrics = train_step(state, batch)
+      jax.block_until_ready(metrics)
+    wall = (time.perf_counter() - start) / n
+    path = glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True)[0]
+    trace = json.load(gzip.open(path))
+  events = trace["traceEvents"] if isinstance(trace, dict) else trace
+  kinds = collections.Counter()
+  for event in events:
+    name = event.get("name", "")
+    # XLA's ops are named like "transpose_copy_fusion.23"; the rest is runtime and Python.
+    if event.get("ph") != "X" or name.startswith(("$", "Thunk", "Pjit", "Common")):
+      continue
+    kind = re.sub(r"[.\d]+$", "", name)
+    kinds["convolution" if "conv" in kind else kind] += event["dur"] / 1e3 / n
+  return {"wall_ms": 1e3 * wall, "ms_by_kind": dict(kinds.most_common(8))}
 
 
 def split_worker(devices: str) -> dict:
@@ -202,7 +292,9 @@ def main(argv):
   del argv
   if _WORKER.value:
     kind, arg = _WORKER.value.split("=", 1)
-    print(json.dumps({"conv": conv_worker, "pool": pool_worker, "split": split_worker,
+    print(json.dumps({"conv": conv_worker, "torch_conv": torch_conv_worker,
+                      "pool": pool_worker, "split": split_worker,
+                      "batchnorm": batchnorm_worker, "profile": profile_worker,
                       "dispatch": dispatch_worker}[kind](arg)))
     return
   import jax
@@ -216,14 +308,21 @@ def main(argv):
     _pool_section()
   if "split" in sections:
     _split_section()
+  if "batchnorm" in sections:
+    _batchnorm_section()
+  if "profile" in sections:
+    _profile_section()
   if "dispatch" in sections:
     _dispatch_section()
 
 
 def _conv_section():
-  runs = _alternate({"XLA conv, project flags": ("conv=xla", None),
-                     "XLA conv, XLA's default flags": ("conv=xla", _XLA_DEFAULTS),
-                     "patches + matmul, project flags": ("conv=patches", None)})
+  variants = {"XLA conv, project flags": ("conv=xla", None),
+              "XLA conv, XLA's default flags": ("conv=xla", _XLA_DEFAULTS),
+              "patches + matmul, project flags": ("conv=patches", None)}
+  if importlib.util.find_spec("torch"):
+    variants["PyTorch conv2d, channels-last (reference)"] = ("torch_conv=", None)
+  runs = _alternate(variants)
   print("3x3 conv, batch 128, forward + both backward passes (ms; GFLOP/s; max relative "
         "gradient difference from XLA's conv):\n")
   print("| lowering | " + " | ".join(f"{c} ch, {h}x{h}" for _, h, c, _ in CONV_SHAPES) + " |")
@@ -234,7 +333,7 @@ def _conv_section():
       s = statistics.median(r[shape]["s"] for r in results)
       err = max(r[shape]["rel_error"] for r in results)
       gflops = results[0][shape]["gflops"] * results[0][shape]["s"] / s
-      cells.append(f"{1e3 * s:.1f} ms; {gflops:.0f}; {err:.0e}")
+      cells.append(f"{1e3 * s:.1f} ms; {gflops:.0f}; " + ("-" if err != err else f"{err:.0e}"))
     print(f"| {name} | " + " | ".join(cells) + " |")
 
 
@@ -258,6 +357,27 @@ def _split_section():
   for name, results in runs.items():
     s = statistics.median(r["s"] for r in results)
     print(f"| {name} | {128 / s:,.0f} | {base / s:.2f}x | {results[0]['first_loss']:.6f} |")
+
+
+def _batchnorm_section():
+  runs = _alternate({"with batch norm": ("batchnorm=on", None),
+                     "batch norm replaced by the identity": ("batchnorm=identity", None)})
+  base = statistics.median(r["s"] for r in runs["with batch norm"])
+  print("\nResNet-20 training step, batch 128 (where the time goes, not a candidate):\n")
+  print("| variant | ms per step | share of the step |\n|---|---|---|")
+  for name, results in runs.items():
+    s = statistics.median(r["s"] for r in results)
+    print(f"| {name} | {1e3 * s:.1f} | {s / base:.0%} |")
+
+
+def _profile_section():
+  result = _spawn("profile=resnet20")
+  print(f"\nResNet-20 training step under jax.profiler ({result['wall_ms']:.0f} ms per step "
+        "traced), the op kinds with the most time (ms per step; ops on parallel threads "
+        "overlap):\n")
+  print("| XLA op kind | ms per step |\n|---|---|")
+  for kind, ms in result["ms_by_kind"].items():
+    print(f"| {kind} | {ms:.1f} |")
 
 
 def _dispatch_section():
