@@ -128,9 +128,7 @@ def train_classifier(model: nn.Module, train_data: ArraySplit, workdir: str, *,
     is_log = step % log_every_steps == 0 or step == total_steps
     is_checkpoint = step % checkpoint_every_steps == 0 or step == total_steps
     if is_log or is_checkpoint:  # Never checkpoint a NaN state.
-      fetched = jax.device_get(pending)
-      pending.clear()
-      means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+      means = metrics_lib.fetch_means(pending)
       if not np.isfinite(means["loss"]):
         ckpt.wait()
         raise FloatingPointError(f"{name}: training loss became {means['loss']} by step "

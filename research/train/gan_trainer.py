@@ -134,9 +134,7 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
     is_log = step % log_every_steps == 0 or step == total_steps
     is_checkpoint = step % checkpoint_every_steps == 0 or step == total_steps
     if is_log or is_checkpoint:  # Never checkpoint a NaN state.
-      fetched = jax.device_get(pending)
-      pending.clear()
-      means = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
+      means = metrics_lib.fetch_means(pending)
       if not (np.isfinite(means["d_loss"]) and np.isfinite(means["g_loss"])):
         ckpt.wait()
         raise FloatingPointError(
