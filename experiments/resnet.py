@@ -111,8 +111,58 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   results = multirun.run_variants(config, {name: {"model.name": name}
                                            for name in config.variants}, workdir)
   metrics = multirun.merge(results)
+  steps_per_epoch = metrics[f"{config.variants[0]}/steps"] / metrics[f"{config.variants[0]}/epochs"]
+  for name in config.variants:  # How far each net got in its first evaluation period.
+    steps, err = multirun.series(os.path.join(workdir, name), "test/error")
+    if steps:
+      metrics[f"{name}/first_eval_epoch"] = steps[0] / steps_per_epoch
+      metrics[f"{name}/test/error_first_eval"] = err[0]
   _plot_fig6(config, workdir, metrics)
   return metrics
+
+
+def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
+  """The errors side by side, and what the depth comparisons show at this length."""
+  names = [v for v in config.variants if f"{v}/test/error" in metrics]
+  if not names:
+    return ""
+  lines = ["## What the numbers say", "",
+           "| net | training error (eval mode) | test error | paper's CIFAR-10 test error |",
+           "|---|---|---|---|"]
+  for v in names:
+    paper = f"{PAPER_TEST_ERROR[v]:.2%}" if v in PAPER_TEST_ERROR else "—"
+    lines.append(f"| {v} | {metrics[f'{v}/train_eval/error']:.2%} | "
+                 f"{metrics[f'{v}/test/error']:.2%} | {paper} |")
+  train = {v: metrics[f"{v}/train_eval/error"] for v in names}
+  findings = []
+  if {"plain20", "plain56"} <= set(train):
+    worse = train["plain56"] > train["plain20"]
+    findings.append(
+        f"- Plain nets: 56 layers fit the training set {'worse' if worse else 'better'} than "
+        f"20 ({train['plain56']:.2%} against {train['plain20']:.2%})"
+        + (": the degradation problem, with no overfitting to blame." if worse else
+           f". The degradation does not show in {multirun.budget_text(config)}."))
+  if {"resnet20", "resnet56"} <= set(train):
+    better = train["resnet56"] < train["resnet20"]
+    findings.append(
+        f"- Residual nets: 56 layers fit {'better' if better else 'worse'} than 20 "
+        f"({train['resnet56']:.2%} against {train['resnet20']:.2%})"
+        + ("." if better else ": the deeper net had not caught up within "
+           f"{multirun.budget_text(config)}."))
+    first = "resnet56/test/error_first_eval"
+    if not better and first in metrics:
+      warm = config.optimizer.warmup_steps
+      findings.append(
+          f"  After epoch {metrics['resnet56/first_eval_epoch']:.0f} ResNet-56's test error "
+          f"was {metrics[first]:.1%} (ResNet-20: {metrics['resnet20/test/error_first_eval']:.1%}"
+          f"): it barely trained at learning rate {config.optimizer.learning_rate:g} "
+          + ("from the first step" if not warm else f"after a {warm}-step warm-up")
+          + ", and the schedule divides the rate by 10 at "
+          f"{config.optimizer.boundaries[0]:.0%} and {config.optimizer.boundaries[1]:.0%} of "
+          "training, before it recovered. The paper warmed its deepest net (110 layers) up at "
+          "0.01 for this reason (§4.2); `--config.optimizer.warmup_steps=78` (one epoch) "
+          "tries that here.")
+  return "\n".join(lines + [""] + findings) + "\n"
 
 
 def _difference(a: str, b: str):
