@@ -66,8 +66,8 @@ every distortion), at several times the paper's errors. In the pictures the
 transformers centre and enlarge the RTS digits and enlarge the others, but do
 not yet undo rotations after 750 steps.
 
-With `:tps,tc --workdir=runs/stn` (14 more cells; about 4 minutes each on 2
-cores, the 60x60 TC ones about twice that): TPS transformers beat their
+With `:tps,tc --workdir=runs/stn` (14 more cells; the six TC cells took 9.5
+minutes together on 2 cores shared with another training run): TPS transformers beat their
 baselines on R, RTS, P and E like the affine ones (ST-CNN TPS 5.8 / 4.6 / 2.5
 / 5.8); on TC, trained at learning rate 1e-3 (`config.stn.learning_rate`),
 every model is still far from fitted after 750 steps (FCN 75.4, CNN 38.8,
