@@ -1,6 +1,6 @@
 """The training-step optimisations of the performance issue, each measured here.
 
-  python -m benchmarks.step_variants      # about 5 minutes on 2 cores
+  python -m benchmarks.step_variants      # about 7 minutes on 2 cores
 
 Each candidate is timed against the project's default in the same run, each
 in a fresh process (XLA reads its flags once per process), alternating which
@@ -29,7 +29,8 @@ goes first, and checked to compute the same numbers before it is timed:
 
 What the project keeps (see the README's performance section): the flag and
 the pooling, because they measured faster; the others measured slower on this
-backend and are not used by the trainer. Rerun this after a JAX upgrade: the answer may change.
+backend and are not used by the trainer. Rerun this after a JAX upgrade: the
+answer may change.
 """
 
 import importlib.util
