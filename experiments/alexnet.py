@@ -183,16 +183,10 @@ def _ablation(config, workdir: str) -> dict:
   for name in ABLATIONS:  # The overfitting gap: test error minus training error.
     metrics[f"{name}/gap"] = metrics[f"{name}/test/error"] - metrics[f"{name}/train_eval/error"]
   steps_per_epoch = metrics["full/steps"] / metrics["full/epochs"]
-  curves, styles = {}, {}
-  for name, color in (("full", "C0"), ("no_dropout", "C3")):
-    for key, style in (("train_eval/error", dict(linestyle="--")), ("test/error", {})):
-      steps, err = multirun.series(os.path.join(workdir, name), key)
-      label = f"{name} {key.split('/')[0].replace('train_eval', 'train')}"
-      curves[label] = ([s / steps_per_epoch for s in steps], err)
-      styles[label] = dict(color=color, marker="o", **style)
-  multirun.plot_curves(curves, os.path.join(workdir, "dropout_overfitting.png"),
-                       xlabel="epoch", ylabel="error", styles=styles,
-                       title=f"alexnet_small on {config.ablation.data.train_split}")
+  multirun.plot_error_curves(workdir, {"full": "C0", "no_dropout": "C3"},
+                             os.path.join(workdir, "dropout_overfitting.png"),
+                             steps_per_epoch=steps_per_epoch,
+                             title=f"alexnet_small on {config.ablation.data.train_split}")
   return metrics
 
 

@@ -117,16 +117,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = {**imagenet_costs(), **_small_costs(config),
              **multirun.merge(multirun.run_variants(config, variants, workdir))}
   steps_per_epoch = metrics["inception/steps"] / metrics["inception/epochs"]
-  curves, styles = {}, {}
-  for name, color in (("inception", "C0"), ("plain", "C3")):
-    for key, style in (("train_eval/error", dict(linestyle="--")), ("test/error", {})):
-      steps, err = multirun.series(os.path.join(workdir, name), key)
-      label = f"{name} {'train' if key.startswith('train') else 'test'}"
-      curves[label] = ([s / steps_per_epoch for s in steps], err)
-      styles[label] = dict(color=color, marker="o", **style)
-  multirun.plot_curves(curves, os.path.join(workdir, "inception_vs_plain.png"),
-                       xlabel="epoch", ylabel="error", styles=styles,
-                       title=f"Inception vs plain at equal cost, {config.data.train_split}")
+  multirun.plot_error_curves(
+      workdir, {"inception": "C0", "plain": "C3"},
+      os.path.join(workdir, "inception_vs_plain.png"), steps_per_epoch=steps_per_epoch,
+      title=f"Inception vs plain at equal cost, {config.data.train_split}")
   return metrics
 
 

@@ -89,16 +89,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # The parameters of the FC layer that GAP replaces.
   metrics["fc_layer_params"] = metrics["fc/num_params"] - metrics["gap/num_params"]
   steps_per_epoch = metrics["gap/steps"] / metrics["gap/epochs"]
-  curves, styles = {}, {}
-  for head, color in zip(HEADS, ("C0", "C3", "C1")):
-    for key, style in (("train_eval/error", dict(linestyle="--")), ("test/error", {})):
-      steps, err = multirun.series(os.path.join(workdir, head), key)
-      label = f"{head} {'train' if key.startswith('train') else 'test'}"
-      curves[label] = ([s / steps_per_epoch for s in steps], err)
-      styles[label] = dict(color=color, marker="o", **style)
-  multirun.plot_curves(curves, os.path.join(workdir, "nin_heads.png"), xlabel="epoch",
-                       ylabel="error", styles=styles,
-                       title=f"NiN heads on Fashion-MNIST {config.data.train_split}")
+  multirun.plot_error_curves(workdir, dict(zip(HEADS, ("C0", "C3", "C1"))),
+                             os.path.join(workdir, "nin_heads.png"),
+                             steps_per_epoch=steps_per_epoch,
+                             title=f"NiN heads on Fashion-MNIST {config.data.train_split}")
   return metrics
 
 

@@ -100,9 +100,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.variants={config.variants!r}: unknown models {unknown}.")
 
 
-def _plot_fig6(config, workdir: str, metrics: dict) -> None:
-  """Fig. 6: training error (thin) and test error (bold) against epochs."""
-  steps_per_epoch = metrics[f"{config.variants[0]}/steps"] / metrics[f"{config.variants[0]}/epochs"]
+def _plot_fig6(config, workdir: str, steps_per_epoch: float) -> dict[str, tuple]:
+  """Fig. 6: training error (thin) and test error (bold) against epochs; returns
+  each net's test curve {name: (epochs, errors)}."""
+  test_curves = {}
   for family in ("plain", "resnet"):
     curves, styles = {}, {}
     for i, name in enumerate(v for v in config.variants if v.startswith(family)):
@@ -111,12 +112,13 @@ def _plot_fig6(config, workdir: str, metrics: dict) -> None:
       curves[f"{name} train"] = ([s / steps_per_epoch for s in steps], [1 - a for a in acc])
       styles[f"{name} train"] = dict(color=color, linewidth=0.8)
       steps, err = multirun.series(os.path.join(workdir, name), "test/error")
-      curves[f"{name} test"] = ([s / steps_per_epoch for s in steps], err)
+      curves[f"{name} test"] = test_curves[name] = ([s / steps_per_epoch for s in steps], err)
       styles[f"{name} test"] = dict(color=color, linewidth=2.5, marker="o")
     multirun.plot_curves(
         curves, os.path.join(workdir, f"fig6_{family}.png"), xlabel="epoch", ylabel="error",
         title=f"{family} nets on Fashion-MNIST ({config.data.train_split})", styles=styles,
         ylim=(0, 0.5))
+  return test_curves
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -124,12 +126,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                            for name in config.variants}, workdir)
   metrics = multirun.merge(results)
   steps_per_epoch = metrics[f"{config.variants[0]}/steps"] / metrics[f"{config.variants[0]}/epochs"]
-  for name in config.variants:  # How far each net got in its first evaluation period.
-    steps, err = multirun.series(os.path.join(workdir, name), "test/error")
-    if steps:
-      metrics[f"{name}/first_eval_epoch"] = steps[0] / steps_per_epoch
+  test_curves = _plot_fig6(config, workdir, steps_per_epoch)
+  for name, (epochs, err) in test_curves.items():  # How far each got by its first evaluation.
+    if epochs:
+      metrics[f"{name}/first_eval_epoch"] = epochs[0]
       metrics[f"{name}/test/error_first_eval"] = err[0]
-  _plot_fig6(config, workdir, metrics)
   return metrics
 
 

@@ -137,19 +137,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
              **multirun.merge(multirun.run_variants(config, variants, workdir))}
   first = config.configurations[0]
   steps_per_epoch = metrics[f"{first}/steps"] / metrics[f"{first}/epochs"]
-  curves, styles = {}, {}
-  for i, c in enumerate(config.configurations):
-    for key, style in (("train_eval/error", dict(linestyle="--")), ("test/error", {})):
-      steps, err = multirun.series(os.path.join(workdir, c), key)
-      label = f"{c} {'train' if key.startswith('train') else 'test'}"
-      curves[label] = ([s / steps_per_epoch for s in steps], err)
-      styles[label] = dict(color=f"C{i}", marker="o", **style)
-      if key == "test/error" and steps:
-        metrics[f"{c}/test/error_first_eval"] = err[0]
-        metrics[f"{c}/first_eval_epoch"] = steps[0] / steps_per_epoch
-  multirun.plot_curves(curves, os.path.join(workdir, "vgg_depth.png"), xlabel="epoch",
-                       ylabel="error", styles=styles,
-                       title="vgg_small configurations on Fashion-MNIST")
+  curves = multirun.plot_error_curves(
+      workdir, {c: f"C{i}" for i, c in enumerate(config.configurations)},
+      os.path.join(workdir, "vgg_depth.png"), steps_per_epoch=steps_per_epoch,
+      title="vgg_small configurations on Fashion-MNIST")
+  for c in config.configurations:  # How far each got by its first evaluation.
+    epochs, err = curves[f"{c} test"]
+    if epochs:
+      metrics[f"{c}/first_eval_epoch"] = epochs[0]
+      metrics[f"{c}/test/error_first_eval"] = err[0]
   return metrics
 
 

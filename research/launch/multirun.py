@@ -136,6 +136,22 @@ def steps_to_reach(workdir: str, key: str, target: float) -> int | None:
   return None
 
 
+def plot_error_curves(workdir: str, colors: dict[str, str], path: str, *,
+                      steps_per_epoch: float, title: str) -> dict[str, tuple]:
+  """Saves train (dashed) and test error against epochs for the variants in
+  `colors` {name: matplotlib colour}, each read from workdir/name; returns the
+  curves {"<name> train" | "<name> test": (epochs, errors)}."""
+  curves, styles = {}, {}
+  for name, color in colors.items():
+    for key, split, style in (("train_eval/error", "train", dict(linestyle="--")),
+                              ("test/error", "test", {})):
+      steps, err = series(os.path.join(workdir, name), key)
+      curves[f"{name} {split}"] = ([s / steps_per_epoch for s in steps], err)
+      styles[f"{name} {split}"] = dict(color=color, marker="o", **style)
+  plot_curves(curves, path, xlabel="epoch", ylabel="error", styles=styles, title=title)
+  return curves
+
+
 def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str,
                 title: str = "", hlines: dict[str, float] | None = None,
                 styles: dict[str, dict] | None = None, ylim=None) -> str:
