@@ -170,31 +170,6 @@ def _train_setup(network: str, batch_size: int = 128, batches: int = 1):
   return jax, state, step, data
 
 
-def batchnorm_worker(mode: str) -> dict:
-  if mode == "identity":
-    import flax.linen as nn
-    from research.models import resnet
-
-    class Identity(nn.Module):
-      use_running_average: bool = False
-      momentum: float = 0.9
-      epsilon: float = 1e-5
-      scale_init: object = None
-
-      def __call__(self, x):
-        return x
-    resnet.nn = types.SimpleNamespace(**{**vars(nn), "BatchNorm": Identity})
-  jax, state, step, data = _train_setup("resnet20")
-  train_step = jax.jit(step, donate_argnums=0)
-  batch = jax.device_put({k: v[0] for k, v in data.items()})
-
-  def run():
-    nonlocal state
-    state, m = train_step(state, batch)
-    return m
-  return {"s": _median_time(run, per_window=3)}
-
-
 def profile_worker(network: str) -> dict:
   """Milliseconds per step by kind of XLA op, from a perfetto trace of 10 steps."""
   import collections
@@ -230,22 +205,39 @@ def profile_worker(network: str) -> dict:
   return {"wall_ms": 1e3 * wall, "ms_by_kind": dict(kinds.most_common(8))}
 
 
-def split_worker(devices: str) -> dict:
+def resnet20_step_worker(variant: str) -> dict:
+  """ResNet-20's step, batch 128: "default", "no_batchnorm" (batch norm replaced by
+  the identity: a profile), or the batch split over all devices (run it with
+  _TWO_DEVICES)."""
+  if variant == "no_batchnorm":
+    import flax.linen as nn
+    from research.models import resnet
+
+    class Identity(nn.Module):
+      use_running_average: bool = False
+      momentum: float = 0.9
+      epsilon: float = 1e-5
+      scale_init: object = None
+
+      def __call__(self, x):
+        return x
+    resnet.nn = types.SimpleNamespace(**{**vars(nn), "BatchNorm": Identity})
   jax, state, step, data = _train_setup("resnet20")
   from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  mesh = Mesh(jax.devices()[:int(devices)], ("data",))
+  mesh = Mesh(jax.devices(), ("data",))
   replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   state = jax.device_put(state, replicated)
   batch = jax.device_put({k: v[0] for k, v in data.items()}, split)
   train_step = jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
-  first, metrics = train_step(jax.tree.map(lambda a: a.copy(), state), batch)
+  _, metrics = train_step(jax.tree.map(lambda a: a.copy(), state), batch)
   loss = float(metrics["loss"])
 
   def run():
     nonlocal state
     state, m = train_step(state, batch)
     return m
-  return {"s": _median_time(run, per_window=3), "first_loss": loss}
+  return {"s": _median_time(run, per_window=3), "first_loss": loss,
+          "devices": jax.device_count()}
 
 
 def dispatch_worker(spec: str) -> dict:
@@ -298,8 +290,8 @@ def main(argv):
   if _WORKER.value:
     kind, arg = _WORKER.value.split("=", 1)
     print(json.dumps({"conv": conv_worker, "torch_conv": torch_conv_worker,
-                      "pool": pool_worker, "split": split_worker,
-                      "batchnorm": batchnorm_worker, "profile": profile_worker,
+                      "pool": pool_worker, "resnet20_step": resnet20_step_worker,
+                      "profile": profile_worker,
                       "dispatch": dispatch_worker}[kind](arg)))
     return
   import jax
@@ -312,9 +304,15 @@ def main(argv):
   if "pool" in sections:
     _pool_section()
   if "split" in sections:
-    _split_section()
+    _resnet20_step_section(
+        "ResNet-20 training step, batch 128, 28x28, on one device and split over two",
+        {"1 device": ("resnet20_step=default", None),
+         "2 host devices": ("resnet20_step=default", _TWO_DEVICES)})
   if "batchnorm" in sections:
-    _batchnorm_section()
+    _resnet20_step_section(
+        "ResNet-20 training step, batch 128 (where the time goes, not a candidate)",
+        {"with batch norm": ("resnet20_step=default", None),
+         "batch norm replaced by the identity": ("resnet20_step=no_batchnorm", None)})
   if "profile" in sections:
     _profile_section()
   if "dispatch" in sections:
@@ -354,25 +352,16 @@ def _pool_section():
     print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def _split_section():
-  runs = _alternate({"1 device": ("split=1", None), "2 host devices": ("split=2", _TWO_DEVICES)})
-  base = statistics.median(r["s"] for r in runs["1 device"])
-  print("\nResNet-20 training step, batch 128, 28x28:\n")
-  print("| variant | img/s | speed-up | first-step loss |\n|---|---|---|---|")
+def _resnet20_step_section(title: str, variants: dict) -> None:
+  runs = _alternate(variants)
+  base = statistics.median(r["s"] for r in runs[next(iter(variants))])
+  print(f"\n{title}:\n")
+  print("| variant | devices | ms per step | img/s | time vs. the first row | first-step loss |")
+  print("|---|---|---|---|---|---|")
   for name, results in runs.items():
     s = statistics.median(r["s"] for r in results)
-    print(f"| {name} | {128 / s:,.0f} | {base / s:.2f}x | {results[0]['first_loss']:.6f} |")
-
-
-def _batchnorm_section():
-  runs = _alternate({"with batch norm": ("batchnorm=on", None),
-                     "batch norm replaced by the identity": ("batchnorm=identity", None)})
-  base = statistics.median(r["s"] for r in runs["with batch norm"])
-  print("\nResNet-20 training step, batch 128 (where the time goes, not a candidate):\n")
-  print("| variant | ms per step | share of the step |\n|---|---|---|")
-  for name, results in runs.items():
-    s = statistics.median(r["s"] for r in results)
-    print(f"| {name} | {1e3 * s:.1f} | {s / base:.0%} |")
+    print(f"| {name} | {results[0]['devices']} | {1e3 * s:.1f} | {128 / s:,.0f} | "
+          f"{s / base:.0%} | {results[0]['first_loss']:.6f} |")
 
 
 def _profile_section():
