@@ -79,7 +79,7 @@ import optax
 
 from research import models
 from research.data import tfds_source
-from research.eval import baselines, frechet, parzen, plots
+from research.eval import baselines, frechet, gan_figures, parzen, plots
 from research.models import gan as gan_models
 from research.ops import gan as gan_ops
 from research.report import Claim
@@ -316,61 +316,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("%s: Fréchet %.4g, Parzen %.1f ± %.1f (sigma %.3f)", name,
                  metrics[f"{name}/frechet"], metrics[f"{name}/parzen"],
                  metrics[f"{name}/parzen_se"], metrics[f"{name}/parzen_sigma"])
-    pictures(config, name, generator, state, sampler, samples, workdir)
+    gan_figures.pictures(config, name, generator, state, sampler, samples, workdir)
 
-  frechet_curves(config, workdir)
+  gan_figures.frechet_curves(config.gans.split(","), workdir)
   metrics["wall_time_s"] = time.time() - start
   writer = metrics_lib.MetricWriter(workdir, tensorboard=False)
   writer.write(0, metrics)
   writer.close()
   return metrics
-
-
-# --- Pictures --------------------------------------------------------------
-
-
-def pictures(config, name, generator, state, sampler, samples, workdir) -> None:
-  """Final samples, samples over training (fixed noise), and latent walks."""
-  plots.image_grid(samples[:100], 10, os.path.join(workdir, f"samples_{name}.png"),
-                   title=f"{name}: samples after {int(state.step)} steps")
-  snaps = gan_trainer.snapshots(os.path.join(workdir, name))
-  if len(snaps) > 8:  # Evenly spaced rows, always the first and the last.
-    snaps = [snaps[i] for i in np.linspace(0, len(snaps) - 1, 8).round().astype(int)]
-  rows = np.stack([images[:12] for _, images in snaps]).astype(np.float32) / 255.0
-  plots.interpolation_strip(rows, os.path.join(workdir, f"progress_{name}.png"),
-                            title=f"{name}, fixed noise; rows: steps "
-                                  f"{', '.join(str(s) for s, _ in snaps)}")
-  # DCGAN §6.1 walks along straight lines in U(-1, 1)^100; for the MLP GAN's
-  # N(0, I) noise a spherical path keeps the norm typical of the prior.
-  key = jax.random.fold_in(gan_trainer.run_keys(config.seed)["eval"], 10**6)
-  ends = gan_ops.sample_latent(key, 2 * config.eval.interpolation_walks, generator.latent_dim,
-                               generator.latent_distribution)
-  kind = "linear" if generator.latent_distribution == "uniform" else "slerp"
-  z = gan_ops.interpolate_latents(ends[0::2], ends[1::2], config.eval.interpolation_steps, kind)
-  walks = np.asarray(sampler(state, z.reshape(-1, generator.latent_dim)))
-  plots.interpolation_strip(walks.reshape(*z.shape[:2], *walks.shape[1:]),
-                            os.path.join(workdir, f"interpolation_{name}.png"),
-                            title=f"{name}: {kind} walks between random noise vectors")
-
-
-def frechet_curves(config, workdir: str) -> None:
-  """The Fréchet distance of 2,000 samples over training, one line per GAN."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  fig = Figure(figsize=(5.5, 3.8), dpi=100)
-  ax = fig.add_subplot(1, 1, 1)
-  for name in config.gans.split(","):
-    rows = {r["step"]: r["eval/frechet_2k"] for r in
-            metrics_lib.read_metrics(os.path.join(workdir, name)) if "eval/frechet_2k" in r}
-    ax.plot(sorted(rows), [rows[s] for s in sorted(rows)], marker=".", label=name)
-  ax.set_yscale("log")
-  ax.set_xlabel("training step")
-  ax.set_ylabel("Fréchet distance (LeNet-5 F6), 2,000 samples")
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  FigureCanvasAgg(fig)
-  fig.savefig(os.path.join(workdir, "frechet_during_training.png"), format="png")
 
 
 def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:

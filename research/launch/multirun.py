@@ -154,7 +154,8 @@ def plot_error_curves(workdir: str, colors: dict[str, str], path: str, *,
 
 def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str,
                 title: str = "", hlines: dict[str, float] | None = None,
-                styles: dict[str, dict] | None = None, ylim=None) -> str:
+                styles: dict[str, dict] | None = None, ylim=None,
+                yscale: str = "linear") -> str:
   """Saves a PNG of labelled curves {label: (x, y)} (matplotlib's Agg canvas).
 
   `hlines` {label: y} draws dashed reference lines (e.g. a target error);
@@ -168,6 +169,7 @@ def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str
     ax.axhline(y, color="gray", linestyle="--", linewidth=1, label=label)
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
+  ax.set_yscale(yscale)
   if ylim is not None:
     ax.set_ylim(*ylim)
   if title:
