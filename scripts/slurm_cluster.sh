@@ -12,7 +12,7 @@
 # Daemons are found and stopped through their pid files, never by name, so a
 # real Slurm or database on the machine is left alone. Logs and state:
 # $RESEARCH_SLURM_DIR (default /var/tmp/research-slurm).
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap below also fires inside functions.
 
 STATE=${RESEARCH_SLURM_DIR:-/var/tmp/research-slurm}
 CONF=/etc/slurm/slurm.conf
@@ -25,6 +25,8 @@ MARIADB_PID=$STATE/mysql/mariadbd.pid
 DB_PASS=research-slurm  # Local socket only; the database holds job accounting.
 
 die() { echo "slurm_cluster.sh: $*" >&2; exit 1; }
+# Any other failing command stops the script with its line and command, never silently.
+trap 'echo "slurm_cluster.sh: line $LINENO: \`$BASH_COMMAND\` failed (exit $?); logs in $STATE." >&2' ERR
 
 # --- Process ids ---------------------------------------------------------
 # alive PIDFILE NAME: the pid file names a live process whose command is NAME
@@ -62,6 +64,16 @@ stop_pid() {  # stop_pid PIDFILE NAME
 }
 
 # --- Configuration -------------------------------------------------------
+# conf_digest: a digest of the configs that exist now. Before the first start
+# neither exists, and a `cat` of a missing file would fail the whole pipeline
+# under pipefail (which once stopped `start` on a fresh machine without a word).
+conf_digest() {
+  local f
+  for f in "$CONF" "$DBD_CONF"; do
+    if [[ -e $f ]]; then cat "$f"; fi
+  done | md5sum
+}
+
 # Refuses to overwrite a slurm.conf it did not write: that is a real cluster's.
 write_conf() {  # write_conf PATH MODE < content
   if [[ -e $1 ]] && ! grep -qF "$MARK" "$1"; then
@@ -132,7 +144,7 @@ start() {
   done
   [[ $(id -u) == 0 ]] || die "run as root (the daemons start as root or as munge/mysql)."
   local before
-  before=$(cat "$CONF" "$DBD_CONF" 2>/dev/null | md5sum)
+  before=$(conf_digest)
   write_configs
 
   if ! alive "$MUNGE_PID" munged; then
@@ -168,7 +180,7 @@ start() {
     slurmd -N localhost
   fi
   # Running daemons read a changed slurm.conf again (slurmdbd.conf needs a stop/start).
-  if [[ $(cat "$CONF" "$DBD_CONF" | md5sum) != "$before" ]]; then
+  if [[ $(conf_digest) != "$before" ]]; then
     scontrol reconfigure
   fi
   # Up when the node takes jobs (a node left "down" by an earlier run resumes).
