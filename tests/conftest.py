@@ -13,8 +13,8 @@ os.environ["TFDS_DATA_DIR"] = TEST_DATA_DIR
 @pytest.fixture(scope="session")
 def data_dir() -> str:
   """A TFDS data_dir holding the real, prepared Fashion-MNIST and mnist_5k."""
-  from research.data import builders, tfds_source
+  from research.data import builders, reader
   for name in ("fashion_mnist", "mnist_5k"):
-    if tfds_source._prepared_dir(name, TEST_DATA_DIR) is None:
+    if reader.prepared_dir(name, TEST_DATA_DIR) is None:
       builders.prepare(name, TEST_DATA_DIR)
   return TEST_DATA_DIR

@@ -121,7 +121,9 @@ def _png(image: np.ndarray) -> Image.Image:
   return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
 
 
-# Datasets this project can prepare without a download, by TFDS name.
+# Datasets this project can prepare without a download, by TFDS name. The
+# distorted datasets of `distorted_builders` (which reads these) add themselves
+# when it is imported; `tfds_source` imports it, so every reader sees them.
 LOCAL_BUILDERS = {
     LocalFashionMNIST.name: LocalFashionMNIST,
     Mnist5k.name: Mnist5k,
@@ -137,8 +139,3 @@ def prepare(name: str, data_dir: str) -> str:
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return builder.data_dir
-
-
-# The distorted datasets (Spatial Transformer Networks) build on the ones above.
-from research.data.distorted_builders import DISTORTED_BUILDERS  # noqa: E402  pylint: disable=g-import-not-at-top
-LOCAL_BUILDERS.update(DISTORTED_BUILDERS)

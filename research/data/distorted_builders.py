@@ -10,15 +10,15 @@ is distorted with its own generator seeded by (SEED, split number, i), so a
 dataset is the same wherever and in whatever chunks it is built. Clutter
 patches come from the other images of the same split.
 
-The source is read with `tfds_source.load_split` from the same data_dir
-(prepared there first if needed).
+The source is read from the same data_dir (prepared there first if needed).
+Importing this module adds the builders to `builders.LOCAL_BUILDERS`.
 """
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from research.data import distortions
+from research.data import builders, distortions, reader
 
 SOURCE_HW = (28, 28)
 # The sources' label names, needed before any data is read (`_info`); checked
@@ -63,8 +63,7 @@ class DistortedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return {split: self._generate_examples(split) for split in SPLITS}
 
   def _generate_examples(self, split):
-    from research.data import tfds_source  # Lazy: tfds_source imports the builder registry.
-    source = tfds_source.load_split(self.SOURCE, split, data_dir=str(self.data_dir_root))
+    source = load_source(self.SOURCE, split, str(self.data_dir_root))
     if source.class_names != SOURCE_CLASSES[self.SOURCE]:
       raise ValueError(f"{self.SOURCE} has classes {source.class_names}, expected "
                        f"{SOURCE_CLASSES[self.SOURCE]}.")
@@ -82,6 +81,12 @@ class DistortedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield int(i), {"image": Image.fromarray(image[..., 0]), "label": int(source.labels[i])}
 
 
+def load_source(source: str, split: str, data_dir: str) -> reader.ArraySplit:
+  """A source dataset's split, prepared into `data_dir` first if it is not there."""
+  path = reader.prepared_dir(source, data_dir) or builders.prepare(source, data_dir)
+  return reader.decode(*reader.open_prepared(path, split), what=f"{source}[{split}]")
+
+
 def make_builder(source: str, kind: str, *, name: str | None = None,
                  max_examples: int | None = None, seed: int = 0) -> type:
   """A builder class for `kind` applied to `source` (name default `<source>_<kind>`)."""
@@ -95,8 +100,9 @@ def make_builder(source: str, kind: str, *, name: str | None = None,
   return type(name, (DistortedBuilder,), attrs, skip_registration=True)
 
 
-# Builders by TFDS name, for `builders.LOCAL_BUILDERS`.
+# Builders by TFDS name, registered with the local builders.
 DISTORTED_BUILDERS = {
     f"{source}_{kind}": make_builder(source, kind)
     for source in SOURCE_CLASSES for kind in distortions.DISTORTIONS
 }
+builders.LOCAL_BUILDERS.update(DISTORTED_BUILDERS)

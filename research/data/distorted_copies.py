@@ -30,8 +30,7 @@ class DistortedCopiesBuilder(distorted_builders.DistortedBuilder, skip_registrat
   COPIES = 1
 
   def _generate_examples(self, split):
-    from research.data import tfds_source  # Lazy, as in the base class.
-    source = tfds_source.load_split(self.SOURCE, split, data_dir=str(self.data_dir_root))
+    source = distorted_builders.load_source(self.SOURCE, split, str(self.data_dir_root))
     n = len(source) if self.MAX_EXAMPLES is None else min(len(source), self.MAX_EXAMPLES)
     copies = self.COPIES if split == "train" else 1
     split_number = distorted_builders.SPLITS.index(split)

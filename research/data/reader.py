@@ -1,0 +1,102 @@
+"""Reading prepared TFDS datasets into memory (no TensorFlow, no preparing).
+
+The bottom of the data layer: `tfds_source` (which also prepares datasets on
+first use) and the distorted builders (which read their source dataset) both
+read through here, so neither needs the other.
+"""
+
+import dataclasses
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+
+def default_data_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR", os.path.expanduser("~/tensorflow_datasets"))
+
+
+def prepared_dir(name: str, data_dir: str) -> str | None:
+  """The newest prepared version folder of `name` ("mnist" or "mnist:3.0.1")
+  under `data_dir`, or None if there is none."""
+  base, _, version = name.partition(":")
+  root = os.path.join(data_dir, base)
+  if not os.path.isdir(root):
+    return None
+  versions = [version] if version else sorted(
+      os.listdir(root), key=lambda v: tuple(int(p) for p in v.split(".") if p.isdigit()))
+  for v in reversed(versions):
+    if os.path.exists(os.path.join(root, v, "dataset_info.json")):
+      return os.path.join(root, v)
+  return None
+
+
+def open_prepared(path: str, split: str):
+  """(source, info) of `split` of the dataset prepared in folder `path`."""
+  builder = tfds.builder_from_directory(path)
+  return builder.as_data_source(split=split), builder.info
+
+
+def _read(source, keys: range) -> list[dict]:
+  """Reads records in one batched call (~4x faster than one at a time)."""
+  try:
+    return source.__getitems__(list(keys))
+  except TypeError:  # tfds.testing.mock_data's sources lack a working __getitems__.
+    return [source[k] for k in keys]
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySplit:
+  """A decoded split held in memory: images uint8 [N, H, W, C], labels int32 [N]."""
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple[str, ...]
+
+  def __len__(self):
+    return len(self.labels)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def select_classes(data: ArraySplit, classes) -> ArraySplit:
+  """The examples of `classes` only, labels remapped: classes[i] becomes i.
+
+  For tasks made of some of a dataset's classes (Yosinski et al. 2014 split
+  ImageNet's 1000 classes into two halves). An empty `classes` keeps all.
+  Raises ValueError on repeated or out-of-range labels.
+  """
+  if not len(classes):
+    return data
+  classes = [int(c) for c in classes]
+  if len(set(classes)) != len(classes) or not all(0 <= c < data.num_classes for c in classes):
+    raise ValueError(f"classes={tuple(classes)}: need distinct labels in "
+                     f"[0, {data.num_classes}).")
+  new_label = np.full(data.num_classes, -1, np.int32)
+  new_label[classes] = np.arange(len(classes), dtype=np.int32)
+  keep = new_label[data.labels] >= 0
+  return ArraySplit(data.images[keep], new_label[data.labels[keep]],
+                    tuple(data.class_names[c] for c in classes))
+
+
+def decode(source, info, *, chunk: int = 4096, what: str = "") -> ArraySplit:
+  """Decodes every record of an image-classification `source` into memory.
+
+  info: its `tfds.core.DatasetInfo` (supervised keys and class names);
+  what: a name for the log line.
+  """
+  image_key, label_key = info.supervised_keys or ("image", "label")
+  start, n = time.time(), len(source)
+  images, labels = [], []
+  for lo in range(0, n, chunk):
+    records = _read(source, range(lo, min(n, lo + chunk)))
+    images.append(np.stack([r[image_key] for r in records]))
+    labels.append(np.asarray([r[label_key] for r in records], np.int32))
+  logging.info("Decoded %s: %d examples in %.1f s.", what or info.name, n, time.time() - start)
+  label_feature = info.features[label_key]
+  names = tuple(label_feature.names) if hasattr(label_feature, "names") else tuple(
+      str(i) for i in range(int(label_feature.num_classes)))
+  return ArraySplit(np.concatenate(images), np.concatenate(labels), names)
