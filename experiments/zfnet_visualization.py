@@ -64,6 +64,7 @@ import numpy as np
 import optax
 
 from research import models
+from research.models import deconvnet_chain
 from research.data import augment, photos as photos_lib, tfds_source
 from research.eval import zfnet_figures
 from research.launch import multirun
@@ -236,7 +237,7 @@ def occlusion_study(name, model, params, chain, shown, measured, mean, std, size
 def look_inside(name, model, params, data_images, data_labels, shown, mean, std, class_names,
                 vis, size, stride, workdir, origins=None, background_below=None):
   """Fig. 2, the first-layer filters and Fig. 7 for one trained network."""
-  chain = deconvnet.read_chain(model, params, data_images.shape[1:])
+  chain = deconvnet_chain.read_chain(model, params, data_images.shape[1:])
   metrics = top9(name, chain, params, data_images, data_labels, mean, std, vis, workdir, origins)
   zfnet_figures.filters_figure(np.asarray(params["conv1"]["kernel"]),
                                os.path.join(workdir, f"filters_{name}.png"),

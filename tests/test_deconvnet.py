@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from research import models
-from research.models import layers
+from research.models import deconvnet_chain, layers
 from research.ops import deconvnet, occlusion
 
 
@@ -55,7 +55,7 @@ def test_one_layer_projection_is_the_transposed_conv_of_the_masked_activation():
   model = OneLayer()
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 9, 9, 2))
   params = _random_params(model, x.shape)
-  chain = deconvnet.read_chain(model, params, (9, 9, 2))
+  chain = deconvnet_chain.read_chain(model, params, (9, 9, 2))
   assert chain == (deconvnet.Conv(("conv1",), (2, 2), ((1, 1), (1, 1)), 1, (3, 3)),)
   _, feats = model.apply({"params": params}, x)
   kernel = np.asarray(params["conv1"]["kernel"])
@@ -89,7 +89,7 @@ def test_chain_reproduces_the_models_features(name):
   model = models.get_model(name, **NARROW)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 28, 28, 1))
   params = _random_params(model, x.shape)
-  chain = deconvnet.read_chain(model, params, (28, 28, 1))
+  chain = deconvnet_chain.read_chain(model, params, (28, 28, 1))
   assert [type(l).__name__ for l in chain].count("Conv") == 5
   _, want = jax.jit(model.apply)({"params": params}, x)
   got, _ = jax.jit(deconvnet.forward, static_argnums=0)(chain, params, x)
@@ -104,7 +104,7 @@ def test_projection_stays_in_the_receptive_field():
   model = models.get_model("zfnet_small", **NARROW)
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 28, 28, 1))
   params = _random_params(model, x.shape)
-  chain = deconvnet.read_chain(model, params, (28, 28, 1))
+  chain = deconvnet_chain.read_chain(model, params, (28, 28, 1))
   assert deconvnet.receptive_box(chain, 1, 0, 0) == (-2, -2, 3, 3)  # 5x5 pad 2.
   feats, _ = jax.jit(deconvnet.forward, static_argnums=0)(chain, params, x)
   a = np.asarray(feats[1][0, ..., 5])
@@ -125,7 +125,7 @@ def test_read_chain_rejects_unsupported_layers():
   model = WithAvgPool()
   params = _random_params(model, (1, 8, 8, 1))
   with pytest.raises(NotImplementedError, match="AvgPool"):
-    deconvnet.read_chain(model, params, (8, 8, 1))
+    deconvnet_chain.read_chain(model, params, (8, 8, 1))
 
 
 def test_occlusion_map_of_a_linear_model_is_its_closed_form():

@@ -23,9 +23,9 @@ layers (any stride, explicit or named padding, groups; no dilation), each
 followed by a ReLU, with `layers.MaxPool` and `layers.LocalResponseNorm`
 anywhere between them (ZF Net: conv, ReLU, pool, norm; AlexNet: conv, ReLU,
 norm, pool), ending at the first `nn.Dense` (the classifier, not projected).
-`read_chain` finds the layers by intercepting the module calls of one
-abstract forward pass, so strides and paddings come from the modules
-themselves; other layers there (batch norm, average pooling, ...) raise.
+The chain is a tuple of the `Conv` / `Pool` / `Norm` records below;
+`research.models.deconvnet_chain.read_chain` reads it off a Flax model, so
+strides and paddings come from the modules themselves.
 The ReLUs are not modules and so are assumed; `forward` reproduces the
 model's per-layer features, which the tests check for ZF Net and AlexNet.
 Layers are numbered like the paper's: layer n is the n-th convolution.
@@ -33,12 +33,10 @@ Layers are numbered like the paper's: layer n is the n-th convolution.
 
 import dataclasses
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from research import ops
-from research.models import layers
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -65,58 +63,6 @@ class Norm:
   bias: float
   alpha: float
   beta: float
-
-
-def _pair(v) -> tuple[int, int]:
-  return (int(v), int(v)) if isinstance(v, int) else tuple(int(a) for a in v)
-
-
-def _pads(padding, in_hw, window, strides):
-  if isinstance(padding, str):
-    return tuple(jax.lax.padtype_to_pads(in_hw, window, strides, padding))
-  if isinstance(padding, int):
-    return ((padding, padding),) * 2
-  return tuple((int(lo), int(hi)) for lo, hi in padding)
-
-
-def read_chain(model: nn.Module, params, image_shape) -> tuple:
-  """The model's convolutional part as a tuple of Conv / Pool / Norm, in order.
-
-  image_shape: (H, W, C) of one input. Raises NotImplementedError on a layer
-  the deconvnet cannot invert (see the module docstring).
-  """
-  chain, reached_classifier = [], [False]
-
-  def record(next_fun, args, kwargs, context):
-    module = context.module
-    if context.method_name != "__call__" or not module.path or reached_classifier[0]:
-      return next_fun(*args, **kwargs)
-    in_hw = args[0].shape[1:3]
-    if isinstance(module, nn.Dense):
-      reached_classifier[0] = True
-    elif isinstance(module, nn.Conv):
-      dilations = (module.kernel_dilation or 1, module.input_dilation or 1)
-      if any(_pair(d) != (1, 1) for d in dilations):
-        raise NotImplementedError(f"Dilated convolution {'/'.join(module.path)}.")
-      window, strides = _pair(module.kernel_size), _pair(module.strides or 1)
-      chain.append(Conv(tuple(module.path), strides,
-                        _pads(module.padding, in_hw, window, strides),
-                        module.feature_group_count, window))
-    elif isinstance(module, layers.MaxPool):
-      window, strides = _pair(module.window), _pair(module.stride or module.window)
-      chain.append(Pool(window, strides, _pads(module.padding, in_hw, window, strides)))
-    elif isinstance(module, layers.LocalResponseNorm):
-      chain.append(Norm(module.depth_radius, module.bias, module.alpha, module.beta))
-    else:
-      raise NotImplementedError(
-          f"The deconvnet cannot invert {type(module).__name__} ({'/'.join(module.path)}); "
-          "supported before the classifier: Conv (+ ReLU), MaxPool, LocalResponseNorm.")
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(record):
-    jax.eval_shape(lambda: model.apply({"params": params},
-                                       jnp.zeros((1, *image_shape)), train=False))
-  return tuple(chain)
 
 
 # --- Pooling with switches ---------------------------------------------------
