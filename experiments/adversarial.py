@@ -252,7 +252,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics.update(run_dataset(config, ds, workdir, rows))
     metrics[f"{ds}/wall_time_s"] = time.time() - t
   attack_curves.write_csv(rows, os.path.join(workdir, "error_vs_epsilon.csv"))
-  attack_curves.plot_error_curves(
+  plots.attack_curves(
       rows, os.path.join(workdir, "error_vs_epsilon.png"),
       title="Test error under attack (FGSM solid, PGD-40 dashed, random ±eps dotted)")
   metrics["wall_time_s"] = time.time() - start

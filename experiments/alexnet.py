@@ -52,9 +52,10 @@ import os
 import ml_collections
 
 from research import models
+from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, metrics as metrics_lib, trainer
 
 # §3.3, §3.4: top-1 error without each component minus with it (ImageNet).
 PAPER_TOP1_GAIN = {"lrn": 0.014, "overlap": 0.004}
@@ -132,15 +133,15 @@ def _fig1(config, workdir: str) -> dict:
       name: {"model.kwargs.activation": act, "optimizer.learning_rate": lr}
       for (act, lr), name in names.items()}, os.path.join(workdir, "fig1"),
       divergence_ok=True)  # A too-high rate is a result: that rate is not the fastest.
-  error = {name: multirun.series(os.path.join(workdir, "fig1", name), "train_eval/error")
+  error = {name: metrics_lib.series(os.path.join(workdir, "fig1", name), "train_eval/error")
            for name in names.values()}
   # The target: the lowest training error the tanh net reaches (at its best rate).
   target = min(min(error[names["tanh", lr]][1]) for lr in config.fig1_learning_rates)
   metrics = {"fig1/target_error": target}
   best = {}
   for act in ("relu", "tanh"):
-    steps = {lr: multirun.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
-                                         "train_eval/error", target)
+    steps = {lr: metrics_lib.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
+                                            "train_eval/error", target)
              for lr in config.fig1_learning_rates}
     # Not reached in the budget: count the whole budget, a lower bound.
     reached = {lr: config.fig1.total_steps if s is None else s for lr, s in steps.items()}
@@ -151,13 +152,13 @@ def _fig1(config, workdir: str) -> dict:
                     f"fig1/{act}/learning_rate": lr,
                     f"fig1/{act}/final_train_error": error[names[act, lr]][1][-1]})
     # The paper's own target (25% training error on CIFAR-10), for the notes.
-    to_25 = multirun.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
-                                    "train_eval/error", 0.25)
+    to_25 = metrics_lib.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
+                                       "train_eval/error", 0.25)
     metrics[f"fig1/{act}/steps_to_25pct"] = float("nan") if to_25 is None else to_25
   metrics["fig1/speedup"] = (metrics["fig1/tanh/steps_to_target"]
                              / metrics["fig1/relu/steps_to_target"])
   steps_per_epoch = 60_000 // config.fig1.batch_size
-  multirun.plot_curves(
+  plots.plot_curves(
       {f"{act} (lr {metrics[f'fig1/{act}/learning_rate']:g})":
        ([s / steps_per_epoch for s in error[best[act]][0]], error[best[act]][1])
        for act in ("relu", "tanh")},
@@ -183,10 +184,10 @@ def _ablation(config, workdir: str) -> dict:
   for name in ABLATIONS:  # The overfitting gap: test error minus training error.
     metrics[f"{name}/gap"] = metrics[f"{name}/test/error"] - metrics[f"{name}/train_eval/error"]
   steps_per_epoch = metrics["full/steps"] / metrics["full/epochs"]
-  multirun.plot_error_curves(workdir, {"full": "C0", "no_dropout": "C3"},
-                             os.path.join(workdir, "dropout_overfitting.png"),
-                             steps_per_epoch=steps_per_epoch,
-                             title=f"alexnet_small on {config.ablation.data.train_split}")
+  plots.plot_error_curves(workdir, {"full": "C0", "no_dropout": "C3"},
+                          os.path.join(workdir, "dropout_overfitting.png"),
+                          steps_per_epoch=steps_per_epoch,
+                          title=f"alexnet_small on {config.ablation.data.train_split}")
   return metrics
 
 

@@ -52,10 +52,8 @@ from research.data import augment, tfds_source
 from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib
+from research.train import config as config_lib, metrics as metrics_lib
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 # Each variant's config.augment; "none" is the baseline.
 # Strengths for 28x28 images: 2 pixels of shift is 7% of the side (AlexNet's
@@ -118,36 +116,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     metrics[f"{name}/test_gain"] = (metrics[f"{name}/test/accuracy"]
                                     - metrics["none/test/accuracy"])
   # 3. Figures: the effects, the curves, and what each op does to an image.
-  _plot_effects(config, metrics, os.path.join(workdir, "effects.png"))
-  curves = {name: multirun.series(os.path.join(workdir, name), "test/accuracy")
+  names = list(config.variants)
+  plots.accuracy_bars(names, [metrics[f"{n}/test/accuracy"] for n in names],
+                      [metrics[f"{n}/train_eval/accuracy"] for n in names],
+                      os.path.join(workdir, "effects.png"),
+                      title=f"Each augmentation alone, Fashion-MNIST {config.data.train_split}")
+  curves = {name: metrics_lib.series(os.path.join(workdir, name), "test/accuracy")
             for name in config.variants}
-  multirun.plot_curves(curves, os.path.join(workdir, "curves.png"), xlabel="step",
-                       ylabel="test accuracy",
-                       title="5,000 Fashion-MNIST images, each augmentation")
+  plots.plot_curves(curves, os.path.join(workdir, "curves.png"), xlabel="step",
+                    ylabel="test accuracy",
+                    title="5,000 Fashion-MNIST images, each augmentation")
   _plot_examples(config, workdir)
   return metrics
-
-
-def _plot_effects(config, metrics: dict, path: str) -> None:
-  """Test and training accuracy per variant, the gap written on each bar."""
-  names = list(config.variants)
-  test = [metrics[f"{n}/test/accuracy"] for n in names]
-  train = [metrics[f"{n}/train_eval/accuracy"] for n in names]
-  fig = Figure(figsize=(8, 4.2), dpi=100)
-  ax = fig.add_subplot()
-  x = np.arange(len(names))
-  ax.bar(x, test, color=["gray" if n == "none" else "C0" for n in names], label="test")
-  ax.scatter(x, train, color="C3", marker="_", s=400, label="train (unaugmented)")
-  for i, (a, b) in enumerate(zip(test, train)):
-    ax.text(i, a + 0.002, f"{a:.3f}\ngap {b - a:.3f}", ha="center", va="bottom", fontsize=7)
-  ax.set_xticks(x, names, rotation=20, fontsize=8)
-  ax.set_ylim(min(test) - 0.03, 1.01)
-  ax.set_ylabel("accuracy")
-  ax.set_title(f"Each augmentation alone, Fashion-MNIST {config.data.train_split}")
-  ax.legend(loc="lower right", fontsize=8)
-  fig.tight_layout()
-  FigureCanvasAgg(fig)
-  fig.savefig(path, format="png")
 
 
 def _examples(images: np.ndarray, specs: list[str], rgb_eigh=None) -> np.ndarray:

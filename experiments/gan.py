@@ -261,7 +261,8 @@ def train_gan(config, name: str, train, workdir: str, frechet_of):
       log_every_steps=config.log_every_steps,
       checkpoint_every_steps=config.checkpoint_every_steps,
       sample_every_steps=config.sample_every_steps,
-      sample_with_batch_stats=spec.sample_with_batch_stats)
+      sample_with_batch_stats=spec.sample_with_batch_stats,
+      on_samples=gan_figures.sample_grid_writer(os.path.join(workdir, name)))
   return generator, state, sampler
 
 

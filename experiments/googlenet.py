@@ -42,6 +42,7 @@ import os
 import ml_collections
 
 from research import models
+from research.eval import plots
 from research.launch import multirun
 from research.models import summary
 from research.report import Claim
@@ -117,7 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = {**imagenet_costs(), **_small_costs(config),
              **multirun.merge(multirun.run_variants(config, variants, workdir))}
   steps_per_epoch = metrics["inception/steps"] / metrics["inception/epochs"]
-  multirun.plot_error_curves(
+  plots.plot_error_curves(
       workdir, {"inception": "C0", "plain": "C3"},
       os.path.join(workdir, "inception_vs_plain.png"), steps_per_epoch=steps_per_epoch,
       title=f"Inception vs plain at equal cost, {config.data.train_split}")

@@ -39,6 +39,7 @@ import os
 import ml_collections
 
 from research import models
+from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, trainer
@@ -89,10 +90,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # The parameters of the FC layer that GAP replaces.
   metrics["fc_layer_params"] = metrics["fc/num_params"] - metrics["gap/num_params"]
   steps_per_epoch = metrics["gap/steps"] / metrics["gap/epochs"]
-  multirun.plot_error_curves(workdir, dict(zip(HEADS, ("C0", "C3", "C1"))),
-                             os.path.join(workdir, "nin_heads.png"),
-                             steps_per_epoch=steps_per_epoch,
-                             title=f"NiN heads on Fashion-MNIST {config.data.train_split}")
+  plots.plot_error_curves(workdir, dict(zip(HEADS, ("C0", "C3", "C1"))),
+                          os.path.join(workdir, "nin_heads.png"),
+                          steps_per_epoch=steps_per_epoch,
+                          title=f"NiN heads on Fashion-MNIST {config.data.train_split}")
   return metrics
 
 

@@ -52,9 +52,10 @@ import os
 
 import ml_collections
 
+from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, metrics as metrics_lib, trainer
 
 # The paper's CIFAR-10 test errors (Table 6).
 PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,
@@ -108,13 +109,13 @@ def _plot_fig6(config, workdir: str, steps_per_epoch: float) -> dict[str, tuple]
     curves, styles = {}, {}
     for i, name in enumerate(v for v in config.variants if v.startswith(family)):
       color = f"C{i}"
-      steps, acc = multirun.series(os.path.join(workdir, name), "train/accuracy")
+      steps, acc = metrics_lib.series(os.path.join(workdir, name), "train/accuracy")
       curves[f"{name} train"] = ([s / steps_per_epoch for s in steps], [1 - a for a in acc])
       styles[f"{name} train"] = dict(color=color, linewidth=0.8)
-      steps, err = multirun.series(os.path.join(workdir, name), "test/error")
+      steps, err = metrics_lib.series(os.path.join(workdir, name), "test/error")
       curves[f"{name} test"] = test_curves[name] = ([s / steps_per_epoch for s in steps], err)
       styles[f"{name} test"] = dict(color=color, linewidth=2.5, marker="o")
-    multirun.plot_curves(
+    plots.plot_curves(
         curves, os.path.join(workdir, f"fig6_{family}.png"), xlabel="epoch", ylabel="error",
         title=f"{family} nets on Fashion-MNIST ({config.data.train_split})", styles=styles,
         ylim=(0, 0.5))

@@ -98,7 +98,7 @@ import numpy as np
 
 from research import models
 from research.data import distorted_copies, tfds_source
-from research.eval import stn_figures
+from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, trainer
@@ -295,7 +295,7 @@ def draw_pose_figures(config, workdir: str) -> list[str]:
     blocks = [transformed_test_images(config, c, workdir, config.stn.num_pictures)
               for c in st_cells if c.name == name]
     label = next(c.label for c in st_cells if c.name == name)
-    paths.append(stn_figures.pose_figure(
+    paths.append(plots.pose_figure(
         blocks, os.path.join(workdir, f"pose_{name}.png"),
         title=f"{label} on {config.stn.source} test images: input, then the spatial "
               "transformer's output (prediction above; red: wrong)"))
@@ -340,8 +340,8 @@ def draw_table(config, workdir: str, metrics: dict) -> str:
   with open(os.path.join(workdir, "table1.md"), "w") as f:
     f.write(f"{title}.\n\n{table}\n")
   print(f"{title}.\n\n{table}", flush=True)
-  return stn_figures.results_table(*table_rows(config, metrics),
-                                   os.path.join(workdir, "table1.png"), title=title)
+  return plots.results_table(*table_rows(config, metrics),
+                             os.path.join(workdir, "table1.png"), title=title)
 
 
 # --- The claims ----------------------------------------------------------------

@@ -64,12 +64,11 @@ import ml_collections
 import numpy as np
 
 from research import models
+from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, transfer
+from research.train import config as config_lib, metrics as metrics_lib, transfer
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # fc8: the classifier.
 # np.random.default_rng(0).permutation(10) halves; B is the harder one (see below).
@@ -162,34 +161,28 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   curves = {}
   for name in ("digits_scratch", "digits_finetuned", "digits_frozen"):
     label = f"{name.split('_')[1]} (final {metrics[f'{name}/test/accuracy']:.3f})"
-    curves[label] = multirun.series(os.path.join(workdir, name), "test/accuracy")
-  multirun.plot_curves(curves, os.path.join(workdir, "recipe.png"), xlabel="step",
-                       ylabel="test accuracy", ylim=(0.8, 1.0),
-                       title="mnist_5k (4,000 digits): pretrained on Fashion-MNIST vs scratch")
+    curves[label] = metrics_lib.series(os.path.join(workdir, name), "test/accuracy")
+  plots.plot_curves(curves, os.path.join(workdir, "recipe.png"), xlabel="step",
+                    ylabel="test accuracy", ylim=(0.8, 1.0),
+                    title="mnist_5k (4,000 digits): pretrained on Fashion-MNIST vs scratch")
   return metrics
 
 
 def _plot_fig2(config, metrics: dict, path: str) -> None:
   """Test accuracy on task B against the number of copied layers n (Fig. 2)."""
-  fig = Figure(figsize=(7, 4.5), dpi=100)
-  ax = fig.add_subplot()
-  base_b = metrics["baseB/test/accuracy"]
-  ax.axhline(base_b, color="gray", linestyle="--", label="baseB")
   styles = {"BnB": ("C0", "o", "-"), "BnB+": ("C0", "s", ":"),
             "AnB": ("C3", "o", "-"), "AnB+": ("C3", "s", ":")}
-  for condition, (color, marker, line) in styles.items():
+  curves = {}
+  for condition in styles:
     ns = [n for n in config.layers if f"{condition}{n}/test/accuracy" in metrics]
-    ax.plot(ns, [metrics[f"{condition}{n}/test/accuracy"] for n in ns], color=color,
-            marker=marker, linestyle=line, label=condition)
-  ax.set_xticks(list(config.layers), [f"{n}\n{LAYERS[n - 1]}" for n in config.layers])
-  ax.set_xlabel("layer n at which the network is chopped and retrained")
-  ax.set_ylabel("test accuracy on task B")
-  ax.set_title("Fig. 2 at our scale: Fashion-MNIST halves A and B")
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  FigureCanvasAgg(fig)
-  fig.savefig(path, format="png")
+    curves[condition] = (ns, [metrics[f"{condition}{n}/test/accuracy"] for n in ns])
+  plots.plot_curves(
+      curves, path, xlabel="layer n at which the network is chopped and retrained",
+      ylabel="test accuracy on task B", hlines={"baseB": metrics["baseB/test/accuracy"]},
+      title="Fig. 2 at our scale: Fashion-MNIST halves A and B", legend_fontsize=8,
+      styles={c: dict(color=color, marker=marker, linestyle=line)
+              for c, (color, marker, line) in styles.items()},
+      xticks=(list(config.layers), [f"{n}\n{LAYERS[n - 1]}" for n in config.layers]))
 
 
 # --- Claims ------------------------------------------------------------------

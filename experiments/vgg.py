@@ -45,6 +45,7 @@ import ml_collections
 import numpy as np
 
 from research import models, ops
+from research.eval import plots
 from research.launch import multirun
 from research.models import summary
 from research.report import Claim
@@ -137,7 +138,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
              **multirun.merge(multirun.run_variants(config, variants, workdir))}
   first = config.configurations[0]
   steps_per_epoch = metrics[f"{first}/steps"] / metrics[f"{first}/epochs"]
-  curves = multirun.plot_error_curves(
+  curves = plots.plot_error_curves(
       workdir, {c: f"C{i}" for i, c in enumerate(config.configurations)},
       os.path.join(workdir, "vgg_depth.png"), steps_per_epoch=steps_per_epoch,
       title="vgg_small configurations on Fashion-MNIST")

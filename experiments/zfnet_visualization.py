@@ -66,7 +66,7 @@ import optax
 from research import models
 from research.models import deconvnet_chain
 from research.data import augment, photos as photos_lib, tfds_source
-from research.eval import zfnet_figures
+from research.eval import plots
 from research.launch import multirun
 from research.ops import deconvnet, occlusion
 from research.report import Claim
@@ -150,9 +150,9 @@ def top9(name, chain, params, images01, labels, mean, std, vis, workdir, origins
       crop = lambda a, b: np.stack([a[j, t:t + s, l:l + s] for j, (t, l, s) in enumerate(b)])
       rows.append((f"map {c}", crop(proj, boxes), crop(images01[best], boxes)))
       purity.append(np.bincount(labels[best]).max() / len(best))
-    zfnet_figures.top9_figure(rows, os.path.join(workdir, f"fig2_{name}_layer{layer}.png"),
-                              f"{name}, layer {layer}: top-9 activations of {len(maps)} "
-                              "random feature maps")
+    plots.top9_figure(rows, os.path.join(workdir, f"fig2_{name}_layer{layer}.png"),
+                      f"{name}, layer {layer}: top-9 activations of {len(maps)} "
+                      "random feature maps")
     metrics[f"{name}/layer{layer}/top9_class_purity"] = float(np.mean(purity))
   return metrics
 
@@ -219,9 +219,9 @@ def occlusion_study(name, model, params, chain, shown, measured, mean, std, size
     rows.append(dict(image=image, size=size, label=int(label), feature_map=r["c"],
                      activation=r["totals"][..., r["c"]], projection=np.asarray(projection),
                      p_true=r["probs"][..., label], top_class=r["probs"].argmax(-1)))
-  zfnet_figures.occlusion_figure(rows, os.path.join(workdir, f"fig7_{name}.png"), class_names,
-                                 f"{name}: occlusion by a {size}x{size} gray square, every "
-                                 f"{stride} pixels")
+  plots.occlusion_figure(rows, os.path.join(workdir, f"fig7_{name}.png"), class_names,
+                         f"{name}: occlusion by a {size}x{size} gray square, every "
+                         f"{stride} pixels")
   results = [study(image, label) for image, label in zip(*measured)]
   keys = ["feature_drop", "p_drop_concentration"] + (
       ["object_drop", "background_drop"] if background_below is not None else [])
@@ -239,9 +239,9 @@ def look_inside(name, model, params, data_images, data_labels, shown, mean, std,
   """Fig. 2, the first-layer filters and Fig. 7 for one trained network."""
   chain = deconvnet_chain.read_chain(model, params, data_images.shape[1:])
   metrics = top9(name, chain, params, data_images, data_labels, mean, std, vis, workdir, origins)
-  zfnet_figures.filters_figure(np.asarray(params["conv1"]["kernel"]),
-                               os.path.join(workdir, f"filters_{name}.png"),
-                               f"{name}: the first layer's filters")
+  plots.filters_figure(np.asarray(params["conv1"]["kernel"]),
+                       os.path.join(workdir, f"filters_{name}.png"),
+                       f"{name}: the first layer's filters")
   # Occlusion is measured on evenly spaced images of the dataset, not only on the shown ones.
   every = max(1, len(data_images) // vis.occlusion_measured)
   measured = (data_images[::every][:vis.occlusion_measured],

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from research import models, report
+from research.eval import plots
 from research.launch import experiment, multirun
 from research.models import summary
 from research.train import metrics as metrics_lib, trainer
@@ -136,10 +137,10 @@ def test_run_variants_into_subfolders_skips_finished_and_merges(tmp_path, monkey
   merged = multirun.merge(results)
   assert merged == {"a/test/error": pytest.approx(0.6), "a/steps": 4,
                     "b/test/error": pytest.approx(0.2), "b/steps": 4}
-  steps, errors = multirun.series(str(tmp_path / "b"), "test/error")
+  steps, errors = metrics_lib.series(str(tmp_path / "b"), "test/error")
   assert steps == [2, 4] and errors == pytest.approx([0.6, 0.2])
-  assert multirun.steps_to_reach(str(tmp_path / "b"), "test/error", 0.6) == 2
-  assert multirun.steps_to_reach(str(tmp_path / "b"), "test/error", 0.1) is None
+  assert metrics_lib.steps_to_reach(str(tmp_path / "b"), "test/error", 0.6) == 2
+  assert metrics_lib.steps_to_reach(str(tmp_path / "b"), "test/error", 0.1) is None
   # A rerun keeps finished variants; a changed config, or an experiment's own
   # keys (not the trainer's), decide whether a variant trains again.
   assert multirun.run_variants(base, variants, str(tmp_path)) == results
@@ -164,9 +165,9 @@ def test_a_diverging_variant_is_a_result_when_allowed(tmp_path, monkeypatch):
 
 
 def test_plot_curves_writes_a_png(tmp_path):
-  path = multirun.plot_curves({"relu": ([0, 1, 2], [0.5, 0.2, 0.1]), "tanh": ([0, 2], [0.5, 0.3])},
-                              str(tmp_path / "curves.png"), xlabel="epoch", ylabel="error",
-                              hlines={"target": 0.3}, styles={"tanh": {"linestyle": "--"}})
+  path = plots.plot_curves({"relu": ([0, 1, 2], [0.5, 0.2, 0.1]), "tanh": ([0, 2], [0.5, 0.3])},
+                           str(tmp_path / "curves.png"), xlabel="epoch", ylabel="error",
+                           hlines={"target": 0.3}, styles={"tanh": {"linestyle": "--"}})
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

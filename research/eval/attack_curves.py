@@ -10,13 +10,10 @@ Goodfellow et al. (§8) note hardly changes the error.
 """
 
 import csv
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from research.ops import adversarial
 
@@ -60,42 +57,6 @@ def write_csv(rows: list[dict], path: str) -> None:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-
-
-_STYLES = {"fgsm": "-", "pgd": "--", "random_sign": ":"}
-
-
-def plot_error_curves(rows: list[dict], path: str, *, title: str = "") -> str:
-  """One panel per dataset: error rate against epsilon, a colour per model and a
-  line style per attack. rows: dicts with dataset, model, attack, epsilon, error_rate."""
-  datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-  models = list(dict.fromkeys(r["model"] for r in rows))
-  colors = {m: f"C{i}" for i, m in enumerate(models)}
-  fig = Figure(figsize=(5.2 * len(datasets), 4.2), dpi=100)
-  for i, ds in enumerate(datasets):
-    ax = fig.add_subplot(1, len(datasets), i + 1)
-    for model in models:
-      for attack in ATTACKS:
-        points = sorted((r["epsilon"], r["error_rate"]) for r in rows
-                        if r["dataset"] == ds and r["model"] == model and r["attack"] == attack)
-        if points:
-          eps, err = zip(*points)
-          ax.plot(eps, err, _STYLES[attack], color=colors[model], marker=".",
-                  label=f"{model} {attack}")
-    ax.set_title(ds, fontsize=10)
-    ax.set_xlabel("epsilon (L-infinity, [0, 1] pixels)")
-    ax.set_ylabel("test error rate")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    if i == 0:
-      ax.legend(fontsize=7)
-  if title:
-    fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  FigureCanvasAgg(fig)
-  fig.savefig(path, format="png")
-  return path
 
 
 def first_correct(apply_fn, variables, x, y, num: int) -> np.ndarray:

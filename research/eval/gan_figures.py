@@ -1,8 +1,9 @@
 """Pictures for the GAN experiment (experiments/gan.py).
 
-  pictures        final samples, samples of a fixed noise batch over training,
-                  and walks through the noise space (DCGAN §6.1).
-  frechet_curves  the Fréchet distance logged during training, one line per GAN.
+  sample_grid_writer  each sample step's grid, drawn during training.
+  pictures            final samples, samples of a fixed noise batch over training,
+                      and walks through the noise space (DCGAN §6.1).
+  frechet_curves      the Fréchet distance logged during training, one line per GAN.
 
 Images are float arrays [N, H, W, C] in [0, 1].
 """
@@ -13,9 +14,20 @@ import jax
 import numpy as np
 
 from research.eval import plots
-from research.launch import multirun
 from research.ops import gan as gan_ops
-from research.train import gan_trainer
+from research.train import gan_trainer, metrics as metrics_lib
+
+
+def sample_grid_writer(workdir: str):
+  """on_samples(step, images) for `gan_trainer.train_gan`: draws each grid of
+  samples (float [N, H, W, C] in [0, 1]) as workdir/samples/step_XXXXXX.png."""
+  name = os.path.basename(os.path.normpath(workdir))
+
+  def write(step: int, images) -> None:
+    plots.image_grid(images, int(np.ceil(np.sqrt(len(images)))),
+                     os.path.join(workdir, "samples", f"step_{step:06d}.png"),
+                     title=f"{name}, step {step}")
+  return write
 
 
 def pictures(config, name, generator, state, sampler, samples, workdir) -> None:
@@ -44,9 +56,9 @@ def pictures(config, name, generator, state, sampler, samples, workdir) -> None:
 
 def frechet_curves(gans: list[str], workdir: str) -> str:
   """The Fréchet distance of 2,000 samples over training (log scale), one line per GAN."""
-  curves = {name: multirun.series(os.path.join(workdir, name), "eval/frechet_2k")
+  curves = {name: metrics_lib.series(os.path.join(workdir, name), "eval/frechet_2k")
             for name in gans}
-  return multirun.plot_curves(
+  return plots.plot_curves(
       curves, os.path.join(workdir, "frechet_during_training.png"), xlabel="training step",
       ylabel="Fréchet distance (LeNet-5 F6), 2,000 samples", yscale="log",
       styles={name: dict(marker=".") for name in gans})

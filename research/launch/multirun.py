@@ -19,8 +19,6 @@ import os
 
 from absl import logging
 import ml_collections
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from research.launch import trial
 from research.train import config as config_lib, metrics as metrics_lib, trainer
@@ -110,74 +108,3 @@ def merge(results: dict[str, dict], sep: str = "/") -> dict:
   """{"a": {"test/error": 0.1}} -> {"a/test/error": 0.1} (numbers only)."""
   return {f"{name}{sep}{key}": value for name, metrics in results.items()
           for key, value in metrics.items() if isinstance(value, (int, float))}
-
-
-# --- Learning curves from metrics.jsonl -------------------------------------
-
-
-def series(workdir: str, key: str) -> tuple[list[int], list[float]]:
-  """(steps, values) of `key` in a run's metrics.jsonl, one value per step.
-
-  A resumed run appends rows for steps it repeats; the later row wins.
-  """
-  by_step = {}
-  for row in metrics_lib.read_metrics(workdir):
-    if key in row:
-      by_step[row["step"]] = row[key]
-  steps = sorted(by_step)
-  return steps, [by_step[s] for s in steps]
-
-
-def steps_to_reach(workdir: str, key: str, target: float) -> int | None:
-  """The first logged step at which `key` is <= target (an error), or None."""
-  for step, value in zip(*series(workdir, key)):
-    if value <= target:
-      return step
-  return None
-
-
-def plot_error_curves(workdir: str, colors: dict[str, str], path: str, *,
-                      steps_per_epoch: float, title: str) -> dict[str, tuple]:
-  """Saves train (dashed) and test error against epochs for the variants in
-  `colors` {name: matplotlib colour}, each read from workdir/name; returns the
-  curves {"<name> train" | "<name> test": (epochs, errors)}."""
-  curves, styles = {}, {}
-  for name, color in colors.items():
-    for key, split, style in (("train_eval/error", "train", dict(linestyle="--")),
-                              ("test/error", "test", {})):
-      steps, err = series(os.path.join(workdir, name), key)
-      curves[f"{name} {split}"] = ([s / steps_per_epoch for s in steps], err)
-      styles[f"{name} {split}"] = dict(color=color, marker="o", **style)
-  plot_curves(curves, path, xlabel="epoch", ylabel="error", styles=styles, title=title)
-  return curves
-
-
-def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str,
-                title: str = "", hlines: dict[str, float] | None = None,
-                styles: dict[str, dict] | None = None, ylim=None,
-                yscale: str = "linear") -> str:
-  """Saves a PNG of labelled curves {label: (x, y)} (matplotlib's Agg canvas).
-
-  `hlines` {label: y} draws dashed reference lines (e.g. a target error);
-  `styles` {label: matplotlib line kwargs} sets a curve's look.
-  """
-  fig = Figure(figsize=(6.4, 4.2), dpi=100)
-  ax = fig.add_subplot()
-  for label, (x, y) in curves.items():
-    ax.plot(x, y, label=label, **(styles or {}).get(label, {}))
-  for label, y in (hlines or {}).items():
-    ax.axhline(y, color="gray", linestyle="--", linewidth=1, label=label)
-  ax.set_xlabel(xlabel)
-  ax.set_ylabel(ylabel)
-  ax.set_yscale(yscale)
-  if ylim is not None:
-    ax.set_ylim(*ylim)
-  if title:
-    ax.set_title(title)
-  ax.grid(alpha=0.3)
-  ax.legend()
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  FigureCanvasAgg(fig)
-  fig.savefig(path, format="png")
-  return path

@@ -23,6 +23,7 @@ import csv
 import math
 import os
 
+from research.eval import plots
 from research.launch import trial
 
 # --- Declaring sweeps ----------------------------------------------------
@@ -260,42 +261,23 @@ def summarize(sweep_dir: str, metric: str | None = None) -> str:
 
 def _plot(rows: list[dict], swept: list[str], metric: str, path: str, title: str) -> bool:
   """The metric against the first numeric swept key, one line per value of the others."""
-  import matplotlib
-  matplotlib.use("Agg")  # Files only: no display on a cluster or in CI.
-  from matplotlib import pyplot as plt
-
   scored = [r for r in rows if r["status"] == "done" and metric in r["metrics"]]
   numeric = [k for k in swept
              if all(isinstance(r["overrides"].get(k), (int, float)) for r in rows)]
   if not scored or not swept:
     return False
-  fig, ax = plt.subplots(figsize=(6, 4))
-  if numeric:
-    x_key = numeric[0]
-    # One line per combination of the other keys that vary among the plotted runs.
-    others = [k for k in _varying_keys([r["overrides"] for r in scored]) if k != x_key]
-    groups = {}
-    for r in scored:
-      label = ", ".join(f"{_short(k, swept)}={r['overrides'].get(k, 'default')}"
-                        for k in others)
-      groups.setdefault(label, []).append((r["overrides"][x_key], r["metrics"][metric]))
-    for label, points in groups.items():
-      xs, ys = zip(*sorted(points))
-      ax.plot(xs, ys, marker="o", label=label or None)
-    xs = [r["overrides"][x_key] for r in scored]
-    if min(xs) > 0 and max(xs) / min(xs) >= 10:
-      ax.set_xscale("log")
-    ax.set_xlabel(x_key)
-    if any(groups):
-      ax.legend(fontsize=8)
-  else:  # Nothing numeric swept (e.g. model names): one bar per run.
-    ax.bar(range(len(scored)), [r["metrics"][metric] for r in scored])
-    ax.set_xticks(range(len(scored)), [r["name"] for r in scored], rotation=30, ha="right",
-                  fontsize=8)
-  ax.set_ylabel(metric)
-  ax.set_title(title, fontsize=9)
-  ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  if not numeric:  # Nothing numeric swept (e.g. model names): one bar per run.
+    plots.sweep_figure(path, ylabel=metric, title=title,
+                       bars=[(r["name"], r["metrics"][metric]) for r in scored])
+    return True
+  x_key = numeric[0]
+  # One line per combination of the other keys that vary among the plotted runs.
+  others = [k for k in _varying_keys([r["overrides"] for r in scored]) if k != x_key]
+  groups = {}
+  for r in scored:
+    label = ", ".join(f"{_short(k, swept)}={r['overrides'].get(k, 'default')}" for k in others)
+    groups.setdefault(label, []).append((r["overrides"][x_key], r["metrics"][metric]))
+  xs = [r["overrides"][x_key] for r in scored]
+  plots.sweep_figure(path, ylabel=metric, title=title, lines=groups, xlabel=x_key,
+                     xscale="log" if min(xs) > 0 and max(xs) / min(xs) >= 10 else "linear")
   return True

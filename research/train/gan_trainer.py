@@ -7,7 +7,7 @@ and the step's noise and dropout key is fold_in(key, s), so a killed run
 resumes from its newest orbax checkpoint and ends with exactly the state of an
 uninterrupted one. It writes metrics.jsonl and progress lines, and every
 `sample_every_steps` a grid of samples from a fixed noise batch
-(samples/step_XXXXXX.png, and .npy for figures made later), plus whatever
+(samples/step_XXXXXX.npy, for figures; `on_samples` may draw it), plus whatever
 `eval_fn(state)` returns (e.g. a Fréchet distance), so training can be
 watched as it goes. A NaN or inf loss stops the run, keeping the last good
 checkpoint.
@@ -26,7 +26,6 @@ import optax
 
 from research.data import pipeline
 from research.data.tfds_source import ArraySplit
-from research.eval import plots
 from research.models.gan import to_unit_range
 from research.ops import gan as gan_ops
 from research.train import checkpoint, gan_step, metrics as metrics_lib
@@ -76,13 +75,17 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
               seed: int, generator_loss: str = "non_saturating", init_fn=None,
               eval_fn=None, log_every_steps: int = 100, checkpoint_every_steps: int = 500,
               sample_every_steps: int = 500, grid_size: int = 64,
-              sample_with_batch_stats: bool = False, keep_checkpoints: int = 2):
+              sample_with_batch_stats: bool = False, keep_checkpoints: int = 2,
+              on_samples=None):
   """Trains (or resumes) a GAN into `workdir`; returns the final GANState.
 
   init_fn(state) -> state adjusts the fresh state before step 1 (e.g. the
   MLP generator's output bias from the data's pixel marginals). eval_fn(state)
   -> dict of floats runs at every sample step; its values go to metrics.jsonl
-  under "eval/".
+  under "eval/". on_samples(step, images) gets each sample grid's images
+  (float [grid_size, H, W, C] in [0, 1]) after they are saved as .npy, e.g.
+  to draw them (`research.eval.gan_figures.sample_grid_writer`); training
+  itself draws nothing, so this layer needs no plotting.
   """
   keys = run_keys(seed)
   image_shape = train_data.images.shape[1:]
@@ -108,9 +111,8 @@ def train_gan(generator: nn.Module, discriminator: nn.Module,
     os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
     np.save(os.path.join(workdir, "samples", f"step_{step:06d}.npy"),
             np.round(images * 255).astype(np.uint8))
-    plots.image_grid(images, int(np.ceil(np.sqrt(grid_size))),
-                     os.path.join(workdir, "samples", f"step_{step:06d}.png"),
-                     title=f"{name}, step {step}")
+    if on_samples is not None:
+      on_samples(step, images)
     if eval_fn is not None:
       results = eval_fn(state)
       writer.write(step, {f"eval/{k}": v for k, v in results.items()})

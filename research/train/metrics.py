@@ -97,3 +97,24 @@ def _duration(seconds: float) -> str:
   minutes, s = divmod(int(seconds), 60)
   hours, m = divmod(minutes, 60)
   return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s"
+
+
+def series(workdir: str, key: str) -> tuple[list[int], list[float]]:
+  """(steps, values) of `key` in a run's metrics.jsonl, one value per step.
+
+  A resumed run appends rows for steps it repeats; the later row wins.
+  """
+  by_step = {}
+  for row in read_metrics(workdir):
+    if key in row:
+      by_step[row["step"]] = row[key]
+  steps = sorted(by_step)
+  return steps, [by_step[s] for s in steps]
+
+
+def steps_to_reach(workdir: str, key: str, target: float) -> int | None:
+  """The first logged step at which `key` is <= target (an error), or None."""
+  for step, value in zip(*series(workdir, key)):
+    if value <= target:
+      return step
+  return None
