@@ -79,7 +79,7 @@ import optax
 
 from research import models
 from research.data import tfds_source
-from research.eval import baselines, frechet, gan_figures, parzen, plots
+from research.eval import gan_eval, gan_figures, parzen
 from research.models import gan as gan_models
 from research.ops import gan as gan_ops
 from research.report import Claim
@@ -266,15 +266,7 @@ def train_gan(config, name: str, train, workdir: str, frechet_of):
   return generator, state, sampler
 
 
-# --- Evaluation ------------------------------------------------------------
-
-
-def evaluate(samples, features, test_feats, test_x, validation_x, sigmas) -> dict:
-  """The Fréchet distance and the Parzen estimate of samples in [0, 1]."""
-  result = parzen.parzen_estimate(samples, test_x, validation_x, sigmas=np.asarray(sigmas))
-  return {"frechet": frechet.frechet_distance(features(samples), test_feats),
-          "parzen": result.mean, "parzen_se": result.standard_error,
-          "parzen_sigma": result.sigma}
+# --- The experiment: references, GANs, their scores and pictures -----------
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -290,29 +282,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   features, cls_metrics = train_classifier(config, workdir)
   metrics.update(cls_metrics)
-  test_feats = features(test_x)
+  judge = gan_eval.SampleJudge(features, test_x, validation_x, tuple(config.eval.parzen_sigmas))
   n = config.eval.num_samples
-  sigmas = config.eval.parzen_sigmas
-
   # The floor and the trivial baseline, on the same footing as the GANs.
-  metrics["data/frechet"] = frechet.frechet_distance(features(train_x[:n]), test_feats)
-  gaussian = baselines.GaussianBaseline.fit(train_x)
-  baseline = gaussian.sample(np.random.default_rng(config.seed), n, clip=(0.0, 1.0))
-  for k, v in evaluate(baseline, features, test_feats, test_x, validation_x, sigmas).items():
-    metrics[f"gaussian_baseline/{k}"] = v
-  plots.image_grid(baseline[:100], 10, os.path.join(workdir, "samples_gaussian_baseline.png"),
-                   title="Gaussian fit to the training images (the baseline)")
-  plots.image_grid(train_x[:100], 10, os.path.join(workdir, f"data_{config.data.name}.png"),
-                   title=f"{config.data.name}: training images")
+  metrics.update(gan_eval.references(judge, train_x, n, config.seed, workdir, config.data.name))
 
   eval_key = gan_trainer.run_keys(config.seed)["eval"]
-  frechet_of = lambda samples: frechet.frechet_distance(features(samples), test_feats)
   for name in config.gans.split(","):
     t = time.time()
-    generator, state, sampler = train_gan(config, name, train, workdir, frechet_of)
+    generator, state, sampler = train_gan(config, name, train, workdir, judge.frechet)
     samples = gan_trainer.generate_images(sampler, generator, state, eval_key, n)
-    for k, v in evaluate(samples, features, test_feats, test_x, validation_x, sigmas).items():
-      metrics[f"{name}/{k}"] = v
+    metrics.update({f"{name}/{k}": v for k, v in judge(samples).items()})
     metrics[f"{name}/wall_time_s"] = time.time() - t
     logging.info("%s: Fréchet %.4g, Parzen %.1f ± %.1f (sigma %.3f)", name,
                  metrics[f"{name}/frechet"], metrics[f"{name}/parzen"],
