@@ -38,16 +38,11 @@ Arguments (`--config=experiments/vgg.py:ARG`):
 
 import os
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from research import models, ops
-from research.eval import plots
+from research.eval import conv_stacks, plots
 from research.launch import multirun
-from research.models import summary
 from research.report import Claim
 from research.train import config as config_lib, trainer
 
@@ -57,48 +52,16 @@ PAPER_TOP5 = {"A": 0.104, "D": 0.088}
 WIDTH = 512  # C, the width of §2.3's comparison (VGG's last stages).
 
 
-class ConvStack(nn.Module):
-  """Bias-free stride-1 'same' convs of `width` maps, with ReLUs unless `linear`."""
-  kernels: tuple[int, ...]
-  width: int
-  linear: bool = False
-
-  @nn.compact
-  def __call__(self, x):
-    for i, k in enumerate(self.kernels):
-      x = nn.Conv(self.width, (k, k), padding=(k - 1) // 2, use_bias=False, name=f"conv{i}")(x)
-      x = x if self.linear else nn.relu(x)
-    return x
-
-
-def measured_receptive_field(kernels: tuple[int, ...], size: int = 17) -> int:
-  """The side of the input window that the centre output pixel depends on.
-
-  The support of d(centre output)/d(input) through a linear stack of random
-  convolutions (linear: a ReLU could zero a path by chance).
-  """
-  stack = ConvStack(kernels, width=2, linear=True)
-  x = jnp.zeros((1, size, size, 2))
-  params = stack.init(jax.random.key(0), x)
-  grad = jax.grad(lambda x: stack.apply(params, x)[0, size // 2, size // 2].sum())(x)
-  rows = np.flatnonzero(np.abs(np.asarray(grad[0])).sum(axis=(1, 2)) > 0)
-  return int(rows[-1] - rows[0] + 1)
-
-
-def stack_weights(kernels: tuple[int, ...], width: int = WIDTH) -> int:
-  """Weights of a real conv stack with `width` maps in and out (traced, not built)."""
-  return summary.summarize(ConvStack(kernels, width), (16, 16, width)).total_params
-
-
 def analytic_metrics() -> dict:
   return {
       "rf/two_3x3": ops.receptive_field([3, 3]),
       "rf/three_3x3": ops.receptive_field([3, 3, 3]),
-      "rf/two_3x3_measured": measured_receptive_field((3, 3)),
-      "rf/three_3x3_measured": measured_receptive_field((3, 3, 3)),
-      "weights/three_3x3": stack_weights((3, 3, 3)),
-      "weights/one_7x7": stack_weights((7,)),
-      "weights/7x7_over_3x3_stack": stack_weights((7,)) / stack_weights((3, 3, 3)),
+      "rf/two_3x3_measured": conv_stacks.measured_receptive_field((3, 3)),
+      "rf/three_3x3_measured": conv_stacks.measured_receptive_field((3, 3, 3)),
+      "weights/three_3x3": conv_stacks.stack_weights((3, 3, 3), WIDTH),
+      "weights/one_7x7": conv_stacks.stack_weights((7,), WIDTH),
+      "weights/7x7_over_3x3_stack": (conv_stacks.stack_weights((7,), WIDTH)
+                                     / conv_stacks.stack_weights((3, 3, 3), WIDTH)),
   }
 
 

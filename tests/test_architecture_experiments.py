@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from research import models, report
-from research.eval import plots
+from research.eval import conv_stacks, plots
 from research.launch import experiment, multirun
 from research.models import summary
 from research.train import metrics as metrics_lib, trainer
@@ -77,7 +77,7 @@ def test_vgg_stacked_3x3_receptive_fields_and_weights():
   c = vgg.WIDTH
   assert metrics["weights/three_3x3"] == 3 * (3 * 3 * c * c) == 27 * c * c
   assert metrics["weights/one_7x7"] == 7 * 7 * c * c
-  assert vgg.measured_receptive_field((5,)) == 5   # One 5x5 sees what two 3x3 do.
+  assert conv_stacks.measured_receptive_field((5,)) == 5   # One 5x5 sees what two 3x3 do.
   analytic = [c for c in vgg.claims(vgg.get_config()) if "Table 3" not in c.source
               and "benchmark" not in c.source and "training set" not in c.statement]
   assert len(analytic) == 4

@@ -24,7 +24,6 @@ below everything.
 import ast
 import os
 
-import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 LAYERS = ("ops", "models", "data", "train", "eval", "report", "launch", "experiments")

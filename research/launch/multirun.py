@@ -21,7 +21,7 @@ from absl import logging
 import ml_collections
 
 from research.launch import trial
-from research.train import config as config_lib, metrics as metrics_lib, trainer
+from research.train import config as config_lib, trainer
 
 RESULT_FILE = "result.json"
 

@@ -79,6 +79,20 @@ class VGG(nn.Module):
     return logits, features
 
 
+class ConvStack(nn.Module):
+  """§2.3's comparison: bias-free stride-1 'same' convs of `width` maps, with ReLUs unless `linear`."""
+  kernels: tuple[int, ...]
+  width: int
+  linear: bool = False
+
+  @nn.compact
+  def __call__(self, x):
+    for i, k in enumerate(self.kernels):
+      x = nn.Conv(self.width, (k, k), padding=(k - 1) // 2, use_bias=False, name=f"conv{i}")(x)
+      x = x if self.linear else nn.relu(x)
+    return x
+
+
 MODELS = {
     "vgg11": functools.partial(VGG, config="A"),
     "vgg11_lrn": functools.partial(VGG, config="A", lrn=True),
