@@ -1,5 +1,10 @@
 """Spatial transformer networks (Jaderberg et al. 2015) on distorted MNIST: Table 1 (left).
 
+(Over 200 lines: the method and every deviation from the paper below, twenty
+cells over five datasets and three transforms, and notes that explain each
+failed claim. The table's arithmetic is research/eval/paper_tables.py, the
+figures research/eval/plots.py.)
+
 The method, as §3, §4.1 and Appendix A give it. A spatial transformer is a
 localisation network that regresses the parameters theta of a transformation
 from its input, a grid generator that turns theta into sampling points, and a
@@ -89,7 +94,6 @@ Arguments (`--config=experiments/stn.py:ARG`; join several with commas, e.g.
 """
 
 import dataclasses
-import math
 import os
 
 import jax
@@ -98,7 +102,7 @@ import numpy as np
 
 from research import models
 from research.data import distorted_copies, tfds_source
-from research.eval import plots
+from research.eval import paper_tables, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, trainer
@@ -307,31 +311,22 @@ def draw_pose_figures(config, workdir: str) -> list[str]:
 
 def table_rows(config, metrics: dict) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
   """Row labels, column labels, our errors and the paper's (%, NaN: none)."""
-  all_cells = cells(config)
-  rows = list(dict.fromkeys((c.name, c.label) for c in all_cells))
+  rows = list(dict.fromkeys((c.name, c.label) for c in cells(config)))
   datasets = list(config.stn.datasets)
-  ours = np.full((len(rows), len(datasets)), np.nan)
-  paper = np.full_like(ours, np.nan)
-  for i, (name, _) in enumerate(rows):
-    for j, d in enumerate(datasets):
-      ours[i, j] = 100 * metrics.get(f"{name}/{d}/test/error", np.nan)
-      if config.stn.source == "mnist_5k":  # The paper reports MNIST only.
-        paper[i, j] = PAPER_ERRORS.get(name, {}).get(d, np.nan)
+  # The paper reports MNIST only.
+  ours, paper = paper_tables.error_grid(
+      [name for name, _ in rows], datasets, metrics,
+      PAPER_ERRORS if config.stn.source == "mnist_5k" else None)
   return [label for _, label in rows], [DATASET_NAMES[d] for d in datasets], ours, paper
 
 
 def table_markdown(config, metrics: dict) -> tuple[str, str]:
   """(title, markdown table) of our errors beside the paper's."""
-  rows, cols, ours, paper = table_rows(config, metrics)
   data = (f"the 4,000 mnist_5k digits, {config.stn.train_copies} poses each (the paper: "
           "60,000 MNIST digits, distorted on the fly)" if config.stn.source == "mnist_5k"
           else "Fashion-MNIST (the paper: MNIST only)")
   title = f"Test error %, ours (paper's); ours trained on {data}"
-  fmt = lambda v: "—" if math.isnan(v) else f"{v:.1f}"
-  lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
-  lines += [f"| {r} | " + " | ".join(f"{fmt(o)} ({fmt(p)})" for o, p in zip(ro, rp)) + " |"
-            for r, ro, rp in zip(rows, ours, paper)]
-  return title, "\n".join(lines)
+  return title, paper_tables.markdown(*table_rows(config, metrics))
 
 
 def draw_table(config, workdir: str, metrics: dict) -> str:
@@ -407,7 +402,7 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
               "this short training (see the pose pictures), or its localisation net, "
               "sized from our reading of Appendix A, is too small for it")
     if n:
-      se = math.sqrt(st * (1 - st) / n + base * (1 - base) / n)
+      se = paper_tables.difference_standard_error(st, base, n)
       if st - base <= 2 * se:
         reason = (f"the gap ({100 * (st - base):.1f}%) is within two standard errors "
                   f"({200 * se:.1f}%) of {n:,} test images: noise, not a reversal")
