@@ -58,6 +58,8 @@ from research.train import config as config_lib, metrics as metrics_lib
 # Each variant's config.augment; "none" is the baseline.
 # Strengths for 28x28 images: 2 pixels of shift is 7% of the side (AlexNet's
 # 224-of-256 crops shift by up to 12%; CIFAR's pad-4 crops by 12% of 32).
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("variants", "arg")
 VARIANTS = {
     "none": "",
     "crop_pad2": "crop_pad2",
@@ -104,10 +106,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      f"{list(VARIANTS)}.")
 
 
+def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  """One run per augmentation named in config.variants ("none": the base run)."""
+  return {name: {"augment": VARIANTS[name]} for name in config.variants}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # 1. Train every variant, each in its own subfolder (each resumes on its own).
-  results = multirun.run_variants(config, {name: {"augment": VARIANTS[name]}
-                                           for name in config.variants}, workdir)
+  results = multirun.run_variants(config, variants(config), workdir, study_keys=STUDY_KEYS)
   metrics = multirun.merge(results)
   # 2. The train/test gap: accuracy on the training images minus on the test set.
   for name in config.variants:

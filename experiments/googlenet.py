@@ -65,6 +65,9 @@ def imagenet_costs() -> dict:
         metrics[f"imagenet/{alexnet}/params"] / metrics["imagenet/googlenet/params"])
   return metrics
 
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("plain_width", "arg")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.base_config()
@@ -112,11 +115,15 @@ def _small_costs(config) -> dict:
   return metrics
 
 
+def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  """Inception (the base run) against the plain net of config.plain_width."""
+  return {"inception": {"model.kwargs.plain_width": 0.0},
+          "plain": {"model.kwargs.plain_width": config.plain_width}}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  variants = {"inception": {"model.kwargs.plain_width": 0.0},
-              "plain": {"model.kwargs.plain_width": config.plain_width}}
-  metrics = {**imagenet_costs(), **_small_costs(config),
-             **multirun.merge(multirun.run_variants(config, variants, workdir))}
+  results = multirun.run_variants(config, variants(config), workdir, study_keys=STUDY_KEYS)
+  metrics = {**imagenet_costs(), **_small_costs(config), **multirun.merge(results)}
   steps_per_epoch = metrics["inception/steps"] / metrics["inception/epochs"]
   plots.plot_error_curves(
       workdir, {"inception": "C0", "plain": "C3"},

@@ -47,6 +47,9 @@ from research.train import config as config_lib, trainer
 # §4.6, Table 5: CIFAR-10 test error of each head.
 PAPER_TEST_ERROR = {"gap": 0.1041, "fc": 0.1159, "fc_dropout": 0.1088}
 
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("arg",)
+# The variants: the base run (GAP) and the FC heads.
 HEADS = {
     "gap": {"model.kwargs.head": "gap"},
     "fc": {"model.kwargs.head": "fc", "model.kwargs.fc_dropout": 0.0},
@@ -83,8 +86,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      "NiN heads; use nin_small or nin_cifar10.")
 
 
+def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  del config  # The three heads do not depend on it.
+  return HEADS
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  metrics = multirun.merge(multirun.run_variants(config, HEADS, workdir))
+  metrics = multirun.merge(multirun.run_variants(config, variants(config), workdir,
+                                                 study_keys=STUDY_KEYS))
   for head in HEADS:  # The overfitting gap: test error minus training error.
     metrics[f"{head}/gap"] = metrics[f"{head}/test/error"] - metrics[f"{head}/train_eval/error"]
   # The parameters of the FC layer that GAP replaces.

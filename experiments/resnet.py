@@ -61,10 +61,13 @@ from research.train import config as config_lib, metrics as metrics_lib, trainer
 PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,
                     "resnet56": 0.0697, "resnet110": 0.0643}
 
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("variants", "arg")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.base_config()
-  config.model.name = "resnet20"  # Each variant sets its own.
+  config.model.name = "resnet20"  # The base run; each variant names its net.
   config.data.train_split = "train[:10000]"
   config.batch_size = 128
   config.num_epochs = 6.0
@@ -122,9 +125,13 @@ def _plot_fig6(config, workdir: str, steps_per_epoch: float) -> dict[str, tuple]
   return test_curves
 
 
+def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  """One run per net in config.variants: the base run with that model."""
+  return {name: {"model.name": name} for name in config.variants}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  results = multirun.run_variants(config, {name: {"model.name": name}
-                                           for name in config.variants}, workdir)
+  results = multirun.run_variants(config, variants(config), workdir, study_keys=STUDY_KEYS)
   metrics = multirun.merge(results)
   steps_per_epoch = metrics[f"{config.variants[0]}/steps"] / metrics[f"{config.variants[0]}/epochs"]
   test_curves = _plot_fig6(config, workdir, steps_per_epoch)

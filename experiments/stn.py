@@ -113,6 +113,9 @@ MODEL_NAMES = {"fcn": "FCN", "cnn": "CNN", "st_fcn": "ST-FCN", "st_cnn": "ST-CNN
 TRANSFORM_NAMES = {"affine": "Aff", "projective": "Proj", "tps": "TPS"}
 BASELINE = {"st_fcn": "fcn", "st_cnn": "cnn"}
 _CELL_FIELDS = ("transform", "st_downsample")  # Set per cell, not in config.models.
+# The experiment's own config keys (research/launch/multirun.py's schema); the
+# rest is the base run, which each cell's data, model and learning rate change.
+STUDY_KEYS = ("stn", "models", "arg")
 
 # The paper's test errors (%), MNIST: Table 1 (left) for R, RTS, P, E; the TC
 # numbers are from §4.1's text. Keys are our cell names. Quoted from memory of
@@ -209,8 +212,7 @@ def cells(config) -> list[Cell]:
 
 def cell_config(config, cell: Cell) -> ml_collections.ConfigDict:
   """The trainer's config of one cell: the shared settings, its data and model."""
-  c = ml_collections.ConfigDict(config.to_dict())
-  del c["stn"], c["models"]
+  c = multirun.base_config(config, STUDY_KEYS)
   c.data.name = distorted_copies.register(config.stn.source, cell.dataset,
                                           config.stn.train_copies)
   c.optimizer.learning_rate = config.stn.learning_rate.get(cell.dataset,

@@ -77,6 +77,10 @@ CONDITIONS = ("BnB", "BnB+", "AnB", "AnB+")
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 
 
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("task_a", "task_b", "layers", "conditions", "recipe", "arg")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.base_config()
   config.model.name = "zfnet_small"
@@ -151,12 +155,14 @@ def recipe_variants(config, workdir: str) -> dict[str, dict]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  results = multirun.run_variants(config, fig2_variants(config, workdir), workdir)
+  results = multirun.run_variants(config, fig2_variants(config, workdir), workdir,
+                                  study_keys=STUDY_KEYS)
   metrics = multirun.merge(results)
   _plot_fig2(config, metrics, os.path.join(workdir, "transfer.png"))
   if not config.recipe.total_steps:  # 0: Fig. 2 only.
     return metrics
-  results = multirun.run_variants(config, recipe_variants(config, workdir), workdir)
+  results = multirun.run_variants(config, recipe_variants(config, workdir), workdir,
+                                  study_keys=STUDY_KEYS)
   metrics.update(multirun.merge(results))
   curves = {}
   for name in ("digits_scratch", "digits_finetuned", "digits_frozen"):

@@ -49,6 +49,8 @@ from research.train import config as config_lib, trainer
 # Table 3 (single test scale, training scale 256): top-1 validation error.
 PAPER_TOP1 = {"A": 0.296, "D": 0.270}
 PAPER_TOP5 = {"A": 0.104, "D": 0.088}
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("configurations", "arg")
 WIDTH = 512  # C, the width of §2.3's comparison (VGG's last stages).
 
 
@@ -95,10 +97,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      f"Table 1 has {sorted(vgg.CONFIGS)}.")
 
 
+def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:
+  """One run per Table 1 column in config.configurations."""
+  return {c: {"model.kwargs.config": c} for c in config.configurations}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  variants = {c: {"model.kwargs.config": c} for c in config.configurations}
-  metrics = {**analytic_metrics(),
-             **multirun.merge(multirun.run_variants(config, variants, workdir))}
+  results = multirun.run_variants(config, variants(config), workdir, study_keys=STUDY_KEYS)
+  metrics = {**analytic_metrics(), **multirun.merge(results)}
   first = config.configurations[0]
   steps_per_epoch = metrics[f"{first}/steps"] / metrics[f"{first}/epochs"]
   curves = plots.plot_error_curves(

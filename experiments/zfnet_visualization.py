@@ -75,6 +75,11 @@ from research.report import Claim
 from research.train import checkpoint, config as config_lib, steps
 
 
+# This experiment's own config keys (research/launch/multirun.py's schema); the
+# rest is the Fashion-MNIST network's run.
+STUDY_KEYS = ("vis", "photos", "arg")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = config_lib.base_config()
   config.model.name = "zfnet_small"
@@ -111,7 +116,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def fashion_mnist(config, workdir: str) -> dict:
   run_dir = os.path.join(workdir, "fashion_mnist")
-  train_metrics = multirun.run_variant(config, run_dir)  # Kept if it finished before.
+  # Kept if it finished before.
+  train_metrics = multirun.run_variant(multirun.base_config(config, STUDY_KEYS), run_dir)
   params = jax.tree.map(jnp.asarray, checkpoint.load_arrays(run_dir)[1]["params"])
   data = tfds_source.load_split(config.data.name, config.data.eval_split, config.data.data_dir)
   data = tfds_source.ArraySplit(data.images[:config.vis.examples],

@@ -141,16 +141,44 @@ def test_run_variants_into_subfolders_skips_finished_and_merges(tmp_path, monkey
   assert steps == [2, 4] and errors == pytest.approx([0.6, 0.2])
   assert metrics_lib.steps_to_reach(str(tmp_path / "b"), "test/error", 0.6) == 2
   assert metrics_lib.steps_to_reach(str(tmp_path / "b"), "test/error", 0.1) is None
-  # A rerun keeps finished variants; a changed config, or an experiment's own
-  # keys (not the trainer's), decide whether a variant trains again.
+  # A rerun keeps finished variants; a changed config trains again; the
+  # experiment's own (declared) study keys are not part of a run.
   assert multirun.run_variants(base, variants, str(tmp_path)) == results
   assert len(calls) == 2
   multirun.run_variants(base, {"a": {"optimizer.learning_rate": 0.03}}, str(tmp_path))
   assert len(calls) == 3
   base.unlock()
   base.variants = ("a", "b")
-  multirun.run_variants(base, {"b": variants["b"]}, str(tmp_path))
+  multirun.run_variants(base, {"b": variants["b"]}, str(tmp_path), study_keys=("variants",))
   assert len(calls) == 3
+
+
+def test_study_keys_are_declared_and_left_out_of_every_run(tmp_path):
+  config = tiny_config()
+  config.unlock()
+  config.nets = ("a", "b")
+  with pytest.raises(ValueError, match=r"\['nets'\] are not the trainer's.*STUDY_KEYS"):
+    multirun.run_variants(config, {"a": {}}, str(tmp_path))
+  with pytest.raises(ValueError, match=r"Study keys \['table'\] are not in the config"):
+    multirun.base_config(config, ("nets", "table"))
+  base = multirun.base_config(config, ("nets",))
+  assert "nets" not in base and "nets" in config
+  assert base.to_json_best_effort() == tiny_config().to_json_best_effort()
+
+
+@pytest.mark.parametrize("name", ("resnet", "vgg", "googlenet", "nin", "augmentation",
+                                  "transfer", "stn", "zfnet_visualization"))
+def test_multirun_experiments_declare_their_study_keys(name):
+  """Each multi-run experiment is a base trainer config plus its STUDY_KEYS, and
+  its variants override keys the base has."""
+  module = load(name)
+  for arg in (None, "full") if name in ("resnet", "vgg", "googlenet", "nin") else (None,):
+    config = module.get_config(arg)
+    base = multirun.base_config(config, module.STUDY_KEYS)
+    trainer.validate_config(base)
+    if hasattr(module, "variants"):
+      for overrides in module.variants(config).values():
+        multirun.variant_config(base, overrides)  # Raises on a key the base lacks.
 
 
 def test_a_diverging_variant_is_a_result_when_allowed(tmp_path, monkeypatch):

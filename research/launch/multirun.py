@@ -1,17 +1,36 @@
 """Experiments made of several training runs: one subfolder of the workdir each.
 
 A paper's claim is often a comparison (ReLU vs tanh, plain-56 vs ResNet-56),
-so its experiment trains a few variants of one trainer config. Here
+so its experiment trains a few variants of one run. The schema of such an
+experiment module (experiments/resnet.py is one):
 
-  results = multirun.run_variants(config.study, {"relu": {...}, "tanh": {...}},
-                                  workdir)
-  metrics = multirun.merge(results)        # {"relu/test/error": ..., ...}
+  STUDY_KEYS = ("nets", "arg")  # The experiment's own top-level config keys.
 
-trains each variant with `trainer.train_and_evaluate` into `workdir/<name>`,
-so each resumes from its own checkpoints, and a rerun skips the variants that
-already finished with the same config (their metrics are kept in
-`<name>/result.json`). `steps_to_reach` and `series` read a variant's
-metrics.jsonl for learning-curve claims; `plot_curves` draws them.
+  def get_config(arg) -> ConfigDict:
+    # The base: one complete trainer config (`train.config.base_config()`,
+    # a real run, e.g. ResNet-20's, not placeholders that every variant
+    # replaces), plus the STUDY_KEYS, which only the experiment reads (which
+    # nets to compare, a learning-rate list, table options, `arg`).
+
+  def variants(config) -> dict[str, dict]:
+    # Named runs, each a dict of dotted overrides of the base:
+    # {"plain56": {"model.name": "plain56"}, ...}; {} is the base itself.
+
+  def run(config, workdir):
+    results = multirun.run_variants(config, variants(config), workdir,
+                                    study_keys=STUDY_KEYS)
+    metrics = multirun.merge(results)      # {"plain56/test/error": ..., ...}
+
+`run_variants` takes the base out of the config (`base_config`: the config
+without its study keys; a top-level key that is neither the trainer's nor a
+declared study key is an error naming it), trains each variant with
+`trainer.train_and_evaluate` into `workdir/<name>`, so each resumes from its
+own checkpoints, and skips on a rerun the variants that already finished with
+the same config (their config and metrics are kept in `<name>/result.json`).
+An experiment with two kinds of runs keeps two bases, each a trainer config
+of its own under a study key (experiments/alexnet.py: `fig1`, `ablation`).
+`research.train.metrics.series` and `steps_to_reach` read a variant's
+metrics.jsonl for learning-curve claims; `research.eval.plots` draws them.
 """
 
 import json
@@ -45,11 +64,35 @@ def variant_config(base: ml_collections.ConfigDict,
   return config
 
 
+def base_config(config: ml_collections.ConfigDict,
+                study_keys=()) -> ml_collections.ConfigDict:
+  """The base run: a copy of `config` without the experiment's own `study_keys`.
+
+  Raises ValueError naming the keys when a study key is missing from the
+  config, or when a top-level key is neither the trainer's
+  (`research.train.config.base_config()`) nor a declared study key.
+  """
+  missing = [k for k in study_keys if k not in config]
+  if missing:
+    raise ValueError(f"Study keys {missing} are not in the config; declare only the "
+                     "experiment's own top-level keys in STUDY_KEYS.")
+  base = config.copy_and_resolve_references()
+  for key in study_keys:
+    del base[key]
+  _check_trainer_keys(base)
+  return base
+
+
+def _check_trainer_keys(config: ml_collections.ConfigDict) -> None:
+  unknown = sorted(set(config.keys()) - set(config_lib.base_config().keys()))
+  if unknown:
+    raise ValueError(f"Config keys {unknown} are not the trainer's: an experiment's own "
+                     "keys go in its STUDY_KEYS (see research/launch/multirun.py).")
+
+
 def _config_text(config: ml_collections.ConfigDict) -> str:
-  """The keys the trainer reads: an experiment's own keys do not change a run."""
-  trainer_keys = config_lib.base_config().keys()
-  return json.dumps({k: v for k, v in json.loads(config.to_json_best_effort()).items()
-                     if k in trainer_keys}, sort_keys=True)
+  """The run's whole config, as result.json keeps it to recognise a finished run."""
+  return json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
 
 
 def finished_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
@@ -68,6 +111,7 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, *,
   metrics are {"diverged": 1.0}, its curves what it logged before), not an
   error: for comparisons over learning rates, some of which may be too high.
   """
+  _check_trainer_keys(config)
   metrics = finished_metrics(config, workdir)
   if metrics is not None:
     logging.info("%s: finished before, keeping its metrics.", workdir)
@@ -85,9 +129,15 @@ def run_variant(config: ml_collections.ConfigDict, workdir: str, *,
   return metrics
 
 
-def run_variants(base: ml_collections.ConfigDict, variants: dict[str, dict],
-                 workdir: str, *, divergence_ok: bool = False) -> dict[str, dict]:
-  """Runs each {name: overrides} variant of `base` in workdir/name; returns name -> metrics."""
+def run_variants(config: ml_collections.ConfigDict, variants: dict[str, dict],
+                 workdir: str, *, study_keys=(), divergence_ok: bool = False
+                 ) -> dict[str, dict]:
+  """Runs each {name: overrides} variant of the base in workdir/name; returns name -> metrics.
+
+  config: the base trainer config plus the experiment's `study_keys` (left
+  out of every run: `base_config`).
+  """
+  base = base_config(config, study_keys)
   results = {}
   for name, overrides in variants.items():
     logging.info("Variant %s (%d of %d): %s", name, len(results) + 1, len(variants),
