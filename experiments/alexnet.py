@@ -52,17 +52,17 @@ import os
 import ml_collections
 
 from research import models
-from research.eval import plots
+from research.eval import plots, training_speed
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, metrics as metrics_lib, trainer
+from research.train import config as config_lib, trainer
 
 # §3.3, §3.4: top-1 error without each component minus with it (ImageNet).
 PAPER_TOP1_GAIN = {"lrn": 0.014, "overlap": 0.004}
 
 
 def _fig1_config() -> ml_collections.ConfigDict:
-  """Fig. 1: the four-layer net; each variant sets its activation and learning rate."""
+  """Fig. 1: the four-layer net, ReLU at 0.01 (variants change the activation and rate)."""
   c = config_lib.base_config()
   c.model.name = "alexnet_fig1"
   c.model.kwargs = ml_collections.ConfigDict(models.default_kwargs("alexnet_fig1"))
@@ -133,37 +133,18 @@ def _fig1(config, workdir: str) -> dict:
       name: {"model.kwargs.activation": act, "optimizer.learning_rate": lr}
       for (act, lr), name in names.items()}, os.path.join(workdir, "fig1"),
       divergence_ok=True)  # A too-high rate is a result: that rate is not the fastest.
-  error = {name: metrics_lib.series(os.path.join(workdir, "fig1", name), "train_eval/error")
-           for name in names.values()}
-  # The target: the lowest training error the tanh net reaches (at its best rate).
-  target = min(min(error[names["tanh", lr]][1]) for lr in config.fig1_learning_rates)
-  metrics = {"fig1/target_error": target}
-  best = {}
-  for act in ("relu", "tanh"):
-    steps = {lr: metrics_lib.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
-                                            "train_eval/error", target)
-             for lr in config.fig1_learning_rates}
-    # Not reached in the budget: count the whole budget, a lower bound.
-    reached = {lr: config.fig1.total_steps if s is None else s for lr, s in steps.items()}
-    lr = min(reached, key=reached.get)
-    best[act] = names[act, lr]
-    metrics.update({f"fig1/{act}/steps_to_target": reached[lr],
-                    f"fig1/{act}/reached_target": float(steps[lr] is not None),
-                    f"fig1/{act}/learning_rate": lr,
-                    f"fig1/{act}/final_train_error": error[names[act, lr]][1][-1]})
-    # The paper's own target (25% training error on CIFAR-10), for the notes.
-    to_25 = metrics_lib.steps_to_reach(os.path.join(workdir, "fig1", names[act, lr]),
-                                       "train_eval/error", 0.25)
-    metrics[f"fig1/{act}/steps_to_25pct"] = float("nan") if to_25 is None else to_25
-  metrics["fig1/speedup"] = (metrics["fig1/tanh/steps_to_target"]
-                             / metrics["fig1/relu/steps_to_target"])
+  speed, curves = training_speed.steps_to_target(
+      training_speed.run_dirs(names, os.path.join(workdir, "fig1")), "tanh",
+      "train_eval/error", config.fig1.total_steps, paper_target=0.25)
+  metrics = {f"fig1/{k}": v for k, v in speed.items()}
   steps_per_epoch = 60_000 // config.fig1.batch_size
   plots.plot_curves(
       {f"{act} (lr {metrics[f'fig1/{act}/learning_rate']:g})":
-       ([s / steps_per_epoch for s in error[best[act]][0]], error[best[act]][1])
+       ([s / steps_per_epoch for s in curves[act][0]], curves[act][1])
        for act in ("relu", "tanh")},
       os.path.join(workdir, "fig1_relu_vs_tanh.png"), xlabel="epoch",
-      ylabel="training error (5,000 fixed images)", hlines={"target": target},
+      ylabel="training error (5,000 fixed images)",
+      hlines={"target": metrics["fig1/target_error"]},
       title="Fig. 1 on Fashion-MNIST: four-layer CNN", ylim=(0, 0.3))
   return metrics
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from research import models, report
-from research.eval import conv_stacks, plots
+from research.eval import conv_stacks, plots, training_speed
 from research.launch import experiment, multirun
 from research.models import summary
 from research.train import metrics as metrics_lib, trainer
@@ -190,6 +190,28 @@ def test_a_diverging_variant_is_a_result_when_allowed(tmp_path, monkeypatch):
   assert results == {"hot": {"diverged": 1.0}}
   assert multirun.finished_metrics(multirun.variant_config(tiny_config(), hot["hot"]),
                                    str(tmp_path / "y" / "hot")) == {"diverged": 1.0}
+
+
+def test_steps_to_target_keeps_each_arms_fastest_rate(tmp_path):
+  curves = {("relu", 0.1): [0.5, 0.2, 0.1], ("relu", 0.3): [0.4, 0.3, 0.3],
+            ("tanh", 0.1): [0.6, 0.4, 0.3], ("tanh", 0.3): [0.5, 0.3, 0.25]}
+  runs = {}
+  for (arm, lr), errors in curves.items():
+    runs[arm, lr] = str(tmp_path / f"{arm}_{lr}")
+    writer = metrics_lib.MetricWriter(runs[arm, lr], tensorboard=False)
+    for step, error in zip((10, 20, 30), errors):
+      writer.write(step, {"train_eval/error": error})
+    writer.close()
+  metrics, best = training_speed.steps_to_target(runs, "tanh", "train_eval/error", 100,
+                                                 paper_target=0.35)
+  # The target is tanh's lowest error (0.25 at lr 0.3); relu gets there by step 20 at 0.1.
+  assert metrics["target_error"] == 0.25
+  assert metrics["relu/steps_to_target"] == 20 and metrics["relu/learning_rate"] == 0.1
+  assert metrics["tanh/steps_to_target"] == 30 and metrics["tanh/learning_rate"] == 0.3
+  assert metrics["speedup"] == 1.5 and metrics["relu/reached_target"] == 1.0
+  assert metrics["tanh/reached_target"] == 1.0  # tanh at 0.1 never does: 100 steps.
+  assert metrics["relu/steps_to_35pct"] == 20 and metrics["tanh/steps_to_35pct"] == 20
+  assert best["relu"] == ([10, 20, 30], [0.5, 0.2, 0.1])
 
 
 def test_plot_curves_writes_a_png(tmp_path):
