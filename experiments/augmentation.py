@@ -43,23 +43,20 @@ accuracy over training), `examples_*.png` (what each op does).
 
 import os
 
-import jax
 import ml_collections
-import numpy as np
 
 from research import models
-from research.data import augment, tfds_source
-from research.eval import plots
+from research.data import tfds_source
+from research.eval import augment_examples, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib
 
-
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("variants", "arg")
 # Each variant's config.augment; "none" is the baseline.
 # Strengths for 28x28 images: 2 pixels of shift is 7% of the side (AlexNet's
 # 224-of-256 crops shift by up to 12%; CIFAR's pad-4 crops by 12% of 32).
-# This experiment's own config keys (research/launch/multirun.py's schema).
-STUDY_KEYS = ("variants", "arg")
 VARIANTS = {
     "none": "",
     "crop_pad2": "crop_pad2",
@@ -132,36 +129,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   plots.plot_curves(curves, os.path.join(workdir, "curves.png"), xlabel="step",
                     ylabel="test accuracy",
                     title="5,000 Fashion-MNIST images, each augmentation")
-  _plot_examples(config, workdir)
-  return metrics
-
-
-def _examples(images: np.ndarray, specs: list[str], rgb_eigh=None) -> np.ndarray:
-  """Rows: the originals, then each spec applied to them (float [R * N, H, W, C])."""
-  x = images.astype(np.float32) / 255.0
-  rows = [x]
-  for i, spec in enumerate(specs):
-    fn = augment.make_augment(spec, channels=x.shape[-1], rgb_eigh=rgb_eigh)
-    rows.append(np.clip(np.asarray(jax.jit(fn)(jax.random.PRNGKey(i), x)), 0, 1))
-  return np.concatenate(rows)
-
-
-def _plot_examples(config, workdir: str) -> None:
   data = tfds_source.load_split(config.data.name, "train[:8]", config.data.data_dir)
-  specs = [VARIANTS[n] for n in config.variants if n != "none"]
-  plots.image_grid(_examples(data.images, specs), 8, os.path.join(workdir, "examples_fashion.png"),
-                   title="rows: original, " + "; ".join(specs))
-  # The colour ops on 64x64 crops of the photos scikit-learn ships.
-  from sklearn.datasets import load_sample_images
-  photos = load_sample_images().images
-  crops = np.stack([p[y:y + 64, x:x + 64] for p in photos
-                    for y, x in ((140, 250), (200, 380), (60, 60), (300, 500))])
-  eigh = augment.rgb_covariance_eigh(np.stack(photos))
-  rgb_specs = ["color_jitter0.4", "grayscale0.5", "pca_color0.1", "pca_color0.5",
-               "crop_pad8,flip_lr,rotate15"]
-  plots.image_grid(_examples(crops, rgb_specs, eigh), 8,
-                   os.path.join(workdir, "examples_photo.png"),
-                   scale=2, title="rows: original, " + "; ".join(rgb_specs))
+  augment_examples.draw(data.images, [VARIANTS[n] for n in config.variants if n != "none"],
+                        workdir)
+  return metrics
 
 
 def _gain(name: str):

@@ -50,6 +50,8 @@ from research.train import config as config_lib, trainer
 
 IMAGENET = (224, 224, 3)
 PLAIN_WIDTH = 0.45   # Matches googlenet_small's parameters (see the report).
+# This experiment's own config keys (research/launch/multirun.py's schema).
+STUDY_KEYS = ("plain_width", "arg")
 
 
 def imagenet_costs() -> dict:
@@ -64,9 +66,6 @@ def imagenet_costs() -> dict:
     metrics[f"imagenet/{alexnet}_over_googlenet_params"] = (
         metrics[f"imagenet/{alexnet}/params"] / metrics["imagenet/googlenet/params"])
   return metrics
-
-# This experiment's own config keys (research/launch/multirun.py's schema).
-STUDY_KEYS = ("plain_width", "arg")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
