@@ -1,5 +1,9 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton 2012): ReLUs, LRN, overlapping pooling, dropout.
 
+(Over 200 lines: two studies, Fig. 1 and the ablations, each with its own
+base run, variants, notes and claims; the Fig. 1 speed comparison is
+research/eval/training_speed.py.)
+
 The paper's claims about its design choices, each checked on Fashion-MNIST:
 
 §3.1, Fig. 1: a four-layer CNN with ReLUs reaches 25% training error on

@@ -1,5 +1,10 @@
 """Generative adversarial nets (Goodfellow et al. 2014) and DCGAN (Radford et al. 2015).
 
+(Over 200 lines: two GANs, a feature extractor and two references judged
+alike, with notes and claims; the scores are research/eval/gan_eval.py and
+the pictures research/eval/gan_figures.py. The training calls (build_gan,
+train_gan, train_classifier) go with the one training loop of issue 12.)
+
 The method, as the papers give it:
   1. The original GAN: an MLP generator (100-d N(0, I) noise -> 1200 -> 1200
      ReLU -> 784 sigmoid) against a maxout discriminator with dropout (2 x 240

@@ -1,5 +1,9 @@
 """ResNet (He et al. 2015) §4.2, Fig. 6: plain nets degrade with depth, residual nets do not.
 
+(Over 200 lines: the method and its scale-down, notes that read the depth
+comparison at this budget, and six claims; the curves are drawn by
+research/eval/plots.py.)
+
 The method, as §4.2 gives it for CIFAR-10: 6n+2-layer nets (a 3x3 conv, three
 stages of n pairs of 3x3 convs at 16, 32, 64 maps, global average pooling, a
 10-way FC layer), batch norm after every conv, He initialization; the residual

@@ -1,5 +1,8 @@
 """How transferable are features (Yosinski, Clune, Bengio & Lipson 2014), Fig. 2.
 
+(Over 200 lines: Fig. 2's four conditions at seven depths and the fine-tuning
+recipe are two studies, each with its variants and claims.)
+
 The method, as the paper's §3-4 give it: split the classes into two halves, A
 and B, and train an 8-layer network on each ("baseA", "baseB"). For each n
 from 1 to 7 make four new networks for task B whose first n layers are copied
