@@ -179,19 +179,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _plot_fig2(config, metrics: dict, path: str) -> None:
   """Test accuracy on task B against the number of copied layers n (Fig. 2)."""
-  styles = {"BnB": ("C0", "o", "-"), "BnB+": ("C0", "s", ":"),
-            "AnB": ("C3", "o", "-"), "AnB+": ("C3", "s", ":")}
-  curves = {}
-  for condition in styles:
+  accuracies = {}
+  for condition in ("BnB", "BnB+", "AnB", "AnB+"):
     ns = [n for n in config.layers if f"{condition}{n}/test/accuracy" in metrics]
-    curves[condition] = (ns, [metrics[f"{condition}{n}/test/accuracy"] for n in ns])
-  plots.plot_curves(
-      curves, path, xlabel="layer n at which the network is chopped and retrained",
-      ylabel="test accuracy on task B", hlines={"baseB": metrics["baseB/test/accuracy"]},
-      title="Fig. 2 at our scale: Fashion-MNIST halves A and B", legend_fontsize=8,
-      styles={c: dict(color=color, marker=marker, linestyle=line)
-              for c, (color, marker, line) in styles.items()},
-      xticks=(list(config.layers), [f"{n}\n{LAYERS[n - 1]}" for n in config.layers]))
+    accuracies[condition] = (ns, [metrics[f"{condition}{n}/test/accuracy"] for n in ns])
+  plots.transfer_figure(accuracies, metrics["baseB/test/accuracy"],
+                        (list(config.layers), [f"{n}\n{LAYERS[n - 1]}" for n in config.layers]),
+                        path)
 
 
 # --- Claims ------------------------------------------------------------------

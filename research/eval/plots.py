@@ -4,7 +4,8 @@ Matplotlib through its Agg canvas directly (no pyplot), so importing this
 neither needs a display nor changes the process's global backend; `save`
 writes every PNG. It is the one module that imports matplotlib
 (tests/test_layers.py checks), which is why it runs past 400 lines: grids,
-curves and the papers' own figures (ZF Net, STN) share the helpers above them.
+curves and the papers' own figures (Yosinski et al.'s Fig. 2, ZF Net, STN)
+share the helpers above them.
 
 Images are float arrays [N, H, W, C], C in {1, 3}, in `value_range` ([0, 1]
 by default; pass (-1, 1) for DCGAN samples); ZF Net's projections are signed
@@ -166,13 +167,11 @@ def plot_error_curves(workdir: str, colors: dict[str, str], path: str, *,
 def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str,
                 title: str = "", hlines: dict[str, float] | None = None,
                 styles: dict[str, dict] | None = None, ylim=None,
-                yscale: str = "linear", xscale: str = "linear", xticks=None,
-                legend_fontsize=None) -> str:
+                yscale: str = "linear") -> str:
   """Saves a PNG of labelled curves {label: (x, y)} (matplotlib's Agg canvas).
 
   `hlines` {label: y} draws dashed reference lines (e.g. a target error);
-  `styles` {label: matplotlib line kwargs} sets a curve's look; `xticks`
-  (positions, labels) names the x values.
+  `styles` {label: matplotlib line kwargs} sets a curve's look.
   """
   fig = Figure(figsize=(6.4, 4.2), dpi=100)
   ax = fig.add_subplot()
@@ -183,15 +182,12 @@ def plot_curves(curves: dict[str, tuple], path: str, *, xlabel: str, ylabel: str
   ax.set_xlabel(xlabel)
   ax.set_ylabel(ylabel)
   ax.set_yscale(yscale)
-  ax.set_xscale(xscale)
-  if xticks is not None:
-    ax.set_xticks(*xticks)
   if ylim is not None:
     ax.set_ylim(*ylim)
   if title:
     ax.set_title(title)
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=legend_fontsize)
+  ax.legend()
   fig.tight_layout()
   return save(fig, path)
 
@@ -271,6 +267,31 @@ def sweep_figure(path: str, *, ylabel: str, title: str, lines=None, xlabel: str 
   ax.grid(alpha=0.3)
   fig.tight_layout()
   return save(fig, path, dpi=120)
+
+
+def transfer_figure(accuracies: dict[str, tuple], base_b: float, xticks, path: str) -> str:
+  """Yosinski et al. 2014, Fig. 2: test accuracy on task B against the layer n at
+  which the network is chopped, a line per condition ({"BnB": (ns, accs), ...};
+  BnB, BnB+, AnB, AnB+ get the paper's colours), baseB as a dashed line.
+
+  xticks: (positions, labels) of the n axis.
+  """
+  fig = Figure(figsize=(7, 4.5), dpi=100)
+  ax = fig.add_subplot()
+  ax.axhline(base_b, color="gray", linestyle="--", label="baseB")
+  styles = {"BnB": ("C0", "o", "-"), "BnB+": ("C0", "s", ":"),
+            "AnB": ("C3", "o", "-"), "AnB+": ("C3", "s", ":")}
+  for condition, (ns, accs) in accuracies.items():
+    color, marker, line = styles.get(condition, (None, "o", "-"))
+    ax.plot(ns, accs, color=color, marker=marker, linestyle=line, label=condition)
+  ax.set_xticks(*xticks)
+  ax.set_xlabel("layer n at which the network is chopped and retrained")
+  ax.set_ylabel("test accuracy on task B")
+  ax.set_title("Fig. 2 at our scale: Fashion-MNIST halves A and B")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  return save(fig, path)
 
 
 # --- Zeiler & Fergus 2013: Fig. 2, filters, Fig. 7 -------------------------
