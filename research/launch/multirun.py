@@ -4,7 +4,7 @@ A paper's claim is often a comparison (ReLU vs tanh, plain-56 vs ResNet-56),
 so its experiment trains a few variants of one run. The schema of such an
 experiment module (experiments/resnet.py is one):
 
-  STUDY_KEYS = ("nets", "arg")  # The experiment's own top-level config keys.
+  STUDY_KEYS = ("variants", "arg")  # Its own top-level keys: the nets, the argument.
 
   def get_config(arg) -> ConfigDict:
     # The base: one complete trainer config (`train.config.base_config()`,
