@@ -124,14 +124,13 @@ def fashion_mnist(config, workdir: str) -> dict:
                                 data.labels[:config.vis.examples], data.class_names)
   model = models.get_model(config.model.name, num_classes=data.num_classes,
                            **config.model.kwargs.to_dict())
-  mean, std = tuple(config.data.mean), tuple(config.data.std)
+  net = deconvnet_vis.Network("fashion_mnist", model, params, tuple(config.data.mean),
+                              tuple(config.data.std), data.class_names)
   images01 = data.images.astype(np.float32) / 255.0
-  occ = deconvnet_vis.confident_examples(model, params, images01, data.labels, mean, std,
-                                         config.vis.occlusion_images)
+  occ = deconvnet_vis.confident_examples(net, images01, data.labels, config.vis.occlusion_images)
   metrics = deconvnet_vis.look_inside(
-      "fashion_mnist", model, params, images01, data.labels, (images01[occ], data.labels[occ]),
-      mean, std, data.class_names, config.vis, config.vis.occlusion_size,
-      config.vis.occlusion_stride, workdir, background_below=0.1)
+      net, images01, data.labels, (images01[occ], data.labels[occ]), config.vis, workdir,
+      occluder=(config.vis.occlusion_size, config.vis.occlusion_stride), background_below=0.1)
   metrics.update({f"fashion_mnist/{k}": v for k, v in train_metrics.items()
                   if k in ("test/accuracy", "steps", "wall_time_s")})
   return metrics
@@ -184,8 +183,8 @@ def photographs(config, workdir: str) -> dict:
   crops = photos_lib.PhotoCrops(tuple(photos_lib.load_photos(pc.short_side)), pc.crop,
                                 pc.test_columns)
   params, metrics = train_photo_net(config, crops, os.path.join(workdir, "photos"))
-  model = photo_model(len(crops.photos))
-  mean, std = crops.mean_std()
+  net = deconvnet_vis.Network("photos", photo_model(len(crops.photos)), params,
+                              *crops.mean_std(), photos_lib.NAMES)
   images, labels, origins = crops.grid_crops(pc.grid_stride, region="all")
   images01 = images.astype(np.float32) / 255.0
   # For Fig. 7, from six photos, the confidently classified crop nearest the
@@ -193,10 +192,10 @@ def photographs(config, workdir: str) -> dict:
   centres = np.asarray([(p.shape[0] - pc.crop) / 2 for p in crops.photos])[labels], np.asarray(
       [(p.shape[1] - pc.crop) / 2 for p in crops.photos])[labels]
   order = np.argsort(np.hypot(origins[:, 0] - centres[0], origins[:, 1] - centres[1]))
-  occ = deconvnet_vis.confident_examples(model, params, images01, labels, mean, std, 6, order)
+  occ = deconvnet_vis.confident_examples(net, images01, labels, 6, order)
   metrics.update(deconvnet_vis.look_inside(
-      "photos", model, params, images01, labels, (images01[occ], labels[occ]), mean, std,
-      photos_lib.NAMES, config.vis, pc.occlusion_size, pc.occlusion_stride, workdir, origins))
+      net, images01, labels, (images01[occ], labels[occ]), config.vis, workdir,
+      occluder=(pc.occlusion_size, pc.occlusion_stride), origins=origins))
   return metrics
 
 

@@ -12,6 +12,7 @@ standardised with (mean, std) before the network sees them. The deconvnet
 is `research/ops/deconvnet.py`, the occluder `research/ops/occlusion.py`.
 """
 
+import dataclasses
 import functools
 import os
 
@@ -152,25 +153,38 @@ def occlusion_study(name, model, params, chain, shown, measured, mean, std, size
   return metrics
 
 
-def look_inside(name, model, params, data_images, data_labels, shown, mean, std, class_names,
-                vis, size, stride, workdir, origins=None, background_below=None):
+@dataclasses.dataclass(frozen=True)
+class Network:
+  """A trained classifier to look inside.
+
+  name: prefix of the figures' files and of the metric keys; model, params:
+  the Flax module and its trained parameters; mean, std: the per-channel
+  standardisation it was trained with; class_names: label names.
+  """
+  name: str
+  model: object
+  params: dict
+  mean: tuple
+  std: tuple
+  class_names: tuple
+
+
+def look_inside(net: Network, images, labels, shown, vis, workdir: str, *, occluder,
+                origins=None, background_below=None) -> dict:
   """Fig. 2, the first-layer filters and Fig. 7 for one trained network.
 
   Args:
-    name: prefix of the figures' files and of the metric keys.
-    model, params: the trained Flax classifier; its convolutional part must be
-      one the deconvnet can invert (`deconvnet_chain.read_chain` raises
-      NotImplementedError otherwise), with a first layer "conv1".
-    data_images, data_labels: float [N, H, W, C] in [0, 1], int [N]: searched
-      for each map's top 9; evenly spaced `vis.occlusion_measured` of them
-      are the occlusion measurements.
+    net: the network; its convolutional part must be one the deconvnet can
+      invert (`deconvnet_chain.read_chain` raises NotImplementedError
+      otherwise), with a first layer "conv1".
+    images, labels: float [N, H, W, C] in [0, 1], int [N]: searched for each
+      map's top 9; evenly spaced `vis.occlusion_measured` of them are the
+      occlusion measurements.
     shown: (images, labels) drawn in Fig. 7.
-    mean, std: per-channel standardisation the network was trained with.
-    class_names: label names, for the figures.
     vis: config with layers, maps_per_layer, seed, occlusion_measured.
-    size, stride: the occluding square's side and step, pixels.
     workdir: where the PNGs go (fig2_<name>_layer<n>.png, filters_<name>.png,
       fig7_<name>.png).
+    occluder: (side, stride) of the occluding square, pixels.
     origins: optional int [N, 2] crop origins (photo crops): the top 9 then skip
       nearly the same patch of the same photo.
     background_below: optional pixel level under which a pixel is background:
@@ -179,25 +193,27 @@ def look_inside(name, model, params, data_images, data_labels, shown, mean, std,
   Returns:
     metrics {"<name>/layer<n>/top9_class_purity", "<name>/occlusion/...": float}.
   """
-  chain = deconvnet_chain.read_chain(model, params, data_images.shape[1:])
-  metrics = top9(name, chain, params, data_images, data_labels, mean, std, vis, workdir, origins)
+  name, model, params, mean, std = net.name, net.model, net.params, net.mean, net.std
+  chain = deconvnet_chain.read_chain(model, params, images.shape[1:])
+  metrics = top9(name, chain, params, images, labels, mean, std, vis, workdir, origins)
   plots.filters_figure(np.asarray(params["conv1"]["kernel"]),
                        os.path.join(workdir, f"filters_{name}.png"),
                        f"{name}: the first layer's filters")
   # Occlusion is measured on evenly spaced images of the dataset, not only on the shown ones.
-  every = max(1, len(data_images) // vis.occlusion_measured)
-  measured = (data_images[::every][:vis.occlusion_measured],
-              data_labels[::every][:vis.occlusion_measured])
+  every = max(1, len(images) // vis.occlusion_measured)
+  measured = (images[::every][:vis.occlusion_measured], labels[::every][:vis.occlusion_measured])
+  size, stride = occluder
   metrics.update(occlusion_study(name, model, params, chain, shown, measured, mean, std,
-                                 size, stride, class_names, workdir, background_below))
+                                 size, stride, net.class_names, workdir, background_below))
   return metrics
 
 
-def confident_examples(model, params, images01, labels, mean, std, n, order=None):
+def confident_examples(net: Network, images01, labels, n: int, order=None) -> np.ndarray:
   """Up to n images, one per class, classified right with p > 0.9, taken in
   `order` (default: the dataset's) among the first 2,000."""
-  probs = jax.jit(lambda x: jax.nn.softmax(model.apply(
-      {"params": params}, steps.standardize(x, mean, std))[0]))(jnp.asarray(images01[:2000]))
+  probs = jax.jit(lambda x: jax.nn.softmax(net.model.apply(
+      {"params": net.params}, steps.standardize(x, net.mean, net.std))[0]))(
+          jnp.asarray(images01[:2000]))
   p_true = np.asarray(probs)[np.arange(len(probs)), labels[:2000]]
   order = [i for i in (range(len(p_true)) if order is None else order) if i < len(p_true)]
   chosen, seen = [], set()
