@@ -1,0 +1,218 @@
+"""All Convolutional Net (Springenberg et al. 2014): max pooling replaced by stride-2 convolutions.
+
+The method, as §2-3 give it: base model C (Table 1: two stages of two 3x3
+convs, 96 then 192 maps, each stage ending in a 3x3/2 max pool; then a 3x3
+conv, two 1x1 convs, global averaging, softmax) and three nets derived from
+it (Table 2) that differ only where the pools were: Strided-CNN-C drops each
+pool and gives the conv before it stride 2; All-CNN-C replaces each pool by a
+3x3 conv with stride 2 (the "all convolutional" net); ConvPool-CNN-C adds the
+same extra 3x3 conv but with stride 1 and keeps the pool, so it has
+All-CNN-C's parameters and isolates the pooling. Dropout 20% on the input and
+50% after each pool or its replacement. Table 3 (CIFAR-10, no augmentation):
+test error Model C 9.74%, Strided-CNN-C 10.19%, ConvPool-CNN-C 9.31%,
+All-CNN-C 9.08%. The models are `research/models/allcnn.py`.
+
+Deviations at CPU scale (the default): Fashion-MNIST at its own 28x28
+(28 -> 14 -> 7 -> 5x5 maps averaged), every width times 0.25 (24 and 48 maps
+for 96 and 192), a 10,000-image training subset for 6 epochs, and Adam
+(learning rate 1e-3, cosine decay) for all four nets, where the paper trains
+350 epochs with SGD (momentum 0.9, weight decay 0.001, the rate picked per net
+from {0.25, 0.1, 0.05, 0.01} and divided by 10 at epochs 200, 250, 300).
+Architecture and dropout are the paper's. One seed each: differences under
+about half a point are within run-to-run noise.
+
+Command (MEASURED_RUNTIME):
+
+  python launch.py --config=experiments/allcnn.py --workdir=runs/allcnn
+
+Measured (seed 0): MEASURED_RESULT
+
+Arguments (`--config=experiments/allcnn.py:ARG`):
+  (none)   Fashion-MNIST, width 0.25, 10,000 images, 6 epochs (CPU scale).
+  cifar10  the paper's setting: full width on CIFAR-10 (a prepared TFDS `cifar10`
+           in --config.data.data_dir), 50,000 images, 350 epochs, SGD as above
+           at learning rate 0.01 (override to try the paper's other rates);
+           per-channel normalisation instead of the paper's preprocessing.
+           For a GPU: days on this CPU.
+"""
+
+import os
+
+import ml_collections
+
+from research import models
+from research.launch import multirun
+from research.models import allcnn as allcnn_model, summary
+from research.report import Claim
+from research.train import config as config_lib, trainer
+
+# Table 3: CIFAR-10 test error without augmentation, and the parameter counts it lists.
+PAPER_TEST_ERROR = {"model_c": 0.0974, "strided_cnn_c": 0.1019, "convpool_cnn_c": 0.0931,
+                    "all_cnn_c": 0.0908}
+PAPER_PARAMS = {"model_c": 1.3e6, "strided_cnn_c": 1.3e6, "convpool_cnn_c": 1.4e6,
+                "all_cnn_c": 1.4e6}
+# Each variant is the same model with Table 2's downsampling.
+VARIANTS = {"model_c": {"model.kwargs.downsample": "pool"},
+            "strided_cnn_c": {"model.kwargs.downsample": "stride"},
+            "convpool_cnn_c": {"model.kwargs.downsample": "conv_pool"},
+            "all_cnn_c": {"model.kwargs.downsample": "conv"}}
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+NOISE = 0.005  # Half a point of test error: one seed's run-to-run noise here.
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = config_lib.base_config()
+  config.model.name = "allcnn_c"
+  config.model.kwargs = ml_collections.ConfigDict(models.default_kwargs("allcnn_c", width=0.25))
+  config.data.train_split = "train[:10000]"
+  config.num_epochs = 6.0
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "cosine"
+  config.eval_train_examples = 5_000    # Training error, for the notes.
+  config.eval_every_epochs = 2.0
+  config.checkpoint_every_steps = 100
+  config.variants = tuple(VARIANTS)     # The nets trained; the claims compare them.
+  if arg == "cifar10":
+    config.data.name, config.data.train_split = "cifar10", "train"
+    config.data.mean, config.data.std = CIFAR10_MEAN, CIFAR10_STD
+    config.model.kwargs.width = 1.0
+    config.num_epochs = 350.0
+    config.optimizer.name, config.optimizer.learning_rate = "sgd", 0.01
+    config.optimizer.momentum, config.optimizer.weight_decay = 0.9, 1e-3
+    config.optimizer.schedule = "step"
+    config.optimizer.boundaries = (200 / 350, 250 / 350, 300 / 350)
+    config.eval_train_examples, config.eval_every_epochs = 10_000, 10.0
+    config.checkpoint_every_steps = 2_000
+  elif arg:
+    raise ValueError(f"Unknown argument {arg!r} for experiments/allcnn.py; use '' or 'cifar10'.")
+  config.arg = arg or ""
+  return config
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  trainer.validate_config(config)
+  if config.model.name != "allcnn_c":
+    raise ValueError(f"config.model.name={config.model.name!r}: the variants set "
+                     "model.kwargs.downsample of allcnn_c; keep model.name=allcnn_c.")
+  unknown = [v for v in config.variants if v not in VARIANTS]
+  if unknown or not config.variants:
+    raise ValueError(f"config.variants={config.variants!r}: choose from {tuple(VARIANTS)}.")
+  if not config.model.kwargs.width > 0:
+    raise ValueError(f"config.model.kwargs.width={config.model.kwargs.width!r}: must be > 0.")
+
+
+def costs(variant: str, input_shape, **kwargs) -> dict:
+  """{"params", "macs"} of a variant's net on one image (traced, not run)."""
+  model = models.get_model("allcnn_c", **{**kwargs, **_downsample(variant)})
+  s = summary.summarize(model, input_shape, train=False)
+  return {"params": s.total_params, "macs": s.total_macs}
+
+
+def _downsample(variant: str) -> dict:
+  return {"downsample": VARIANTS[variant]["model.kwargs.downsample"]}
+
+
+def extra_conv_params(widths=(96, 192)) -> int:
+  """Weights and biases of the stride-2 3x3 convs (c -> c maps) that replace the pools."""
+  return sum(9 * c * c + c for c in widths)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  metrics = multirun.merge(multirun.run_variants(
+      config, {v: VARIANTS[v] for v in config.variants}, workdir))
+  kwargs = config.model.kwargs.to_dict()
+  # The image shapes of the two datasets this experiment runs on.
+  shape = (28, 28, 1) if config.data.name == "fashion_mnist" else (32, 32, 3)
+  for v in config.variants:
+    metrics[f"{v}/macs"] = costs(v, shape, **kwargs)["macs"]
+    for key, value in costs(v, (32, 32, 3), num_classes=10).items():  # The paper's nets.
+      metrics[f"{v}/cifar10/{key}"] = value
+  first = config.variants[0]
+  colors = {v: f"C{i}" for i, v in enumerate(config.variants)}
+  multirun.plot_error_curves(workdir, colors, os.path.join(workdir, "allcnn_errors.png"),
+                             steps_per_epoch=metrics[f"{first}/steps"] / metrics[f"{first}/epochs"],
+                             title=f"Model C and its Table 2 variants, {config.data.name}")
+  return metrics
+
+
+def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
+  """The four nets side by side, and why a claim can fail at this scale."""
+  names = [v for v in config.variants if f"{v}/test/error" in metrics]
+  if not names:
+    return ""
+  lines = ["## What the numbers say", "",
+           "| net | parameters (this run) | MACs per image | training error | test error | "
+           "paper's CIFAR-10 test error | parameters at full scale (paper) |",
+           "|---|---|---|---|---|---|---|"]
+  for v in names:
+    lines.append(
+        f"| {v} | {metrics[f'{v}/num_params']:,.0f} | {metrics[f'{v}/macs']:,.0f} | "
+        f"{metrics.get(f'{v}/train_eval/error', float('nan')):.2%} | "
+        f"{metrics[f'{v}/test/error']:.2%} | {PAPER_TEST_ERROR[v]:.2%} | "
+        f"{metrics[f'{v}/cifar10/params']:,.0f} (≈{PAPER_PARAMS[v] / 1e6:.1f}M) |")
+  lines += ["", "Training error is measured in eval mode (no dropout) on the first "
+            f"{config.eval_train_examples:,} training images. The full-scale counts are "
+            "Table 1/2's nets on 32x32x3 inputs, traced by the model summary; Model C's "
+            "layers give 954,730 by hand (tests/test_allcnn.py), not Table 3's ≈1.3M, "
+            "while All-CNN-C's 1,369,738 rounds to its ≈1.4M."]
+  return "\n".join(lines) + "\n"
+
+
+def _difference(a: str, b: str):
+  return lambda m: m[f"{a}/test/error"] - m[f"{b}/test/error"]
+
+
+def claims(config: ml_collections.ConfigDict) -> list[Claim]:
+  scale = f"{multirun.budget_text(config)}, width {config.model.kwargs.width:g}, one seed"
+  paper = {k: f"{v:.2%}" for k, v in PAPER_TEST_ERROR.items()}
+  extra = extra_conv_params()
+  return [
+      Claim(source="Springenberg et al. 2014, Table 3",
+            statement="All-CNN-C has about 1.4M parameters (ours: the full-scale net on "
+                      "32x32x3).",
+            paper="≈1.4M", measure="all_cnn_c/cifar10/params",
+            check=lambda n: 1.35e6 <= n < 1.45e6, check_text="rounds to 1.4M", fmt="{:,.0f}"),
+      Claim(source="Springenberg et al. 2014, Table 3",
+            statement="Model C has about 1.3M parameters (ours: Table 1's layers at full "
+                      "scale).",
+            paper="≈1.3M", measure="model_c/cifar10/params",
+            check=lambda n: 1.25e6 <= n < 1.35e6, check_text="rounds to 1.3M", fmt="{:,.0f}"),
+      Claim(source="Springenberg et al. 2014, §3.1, Table 2",
+            statement="Replacing each pool by a stride-2 conv adds exactly that conv's "
+                      "weights: All-CNN-C minus Model C (full scale).",
+            paper="more parameters than Model C",
+            measure=lambda m: m["all_cnn_c/cifar10/params"] - m["model_c/cifar10/params"],
+            check=lambda d: d == extra,
+            check_text=f"= {extra:,} (3x3 96->96 and 192->192 convs with biases)",
+            fmt="{:,.0f}"),
+      Claim(source="Springenberg et al. 2014, Table 2 (our count)",
+            statement="Strided-CNN-C is the cheap way to drop pooling: Model C's parameters "
+                      "and fewer MACs (ours: its MACs over Model C's, this run's nets).",
+            paper="same parameters as Model C (≈1.3M each)",
+            measure=lambda m: m["strided_cnn_c/macs"] / m["model_c/macs"],
+            check=lambda r: r < 1, check_text="< 1", fmt="{:.2f}"),
+      Claim(source="Springenberg et al. 2014, Table 3",
+            statement="Just dropping the pools (Strided-CNN-C) costs accuracy (ours: "
+                      "Strided-CNN-C minus Model C test error).",
+            paper=f"{paper['strided_cnn_c']} vs {paper['model_c']}",
+            measure=_difference("strided_cnn_c", "model_c"), check=lambda d: d > 0,
+            check_text=f"> 0 ({scale})", fmt="{:+.2%}"),
+      Claim(source="Springenberg et al. 2014, abstract, Table 3",
+            statement="Max pooling can be replaced by a stride-2 conv without loss in "
+                      "accuracy (ours: All-CNN-C minus Model C test error).",
+            paper=f"{paper['all_cnn_c']} vs {paper['model_c']}",
+            measure=_difference("all_cnn_c", "model_c"), check=lambda d: d <= NOISE,
+            check_text=f"<= +{NOISE:.1%} ({scale})", fmt="{:+.2%}"),
+      Claim(source="Springenberg et al. 2014, Table 3",
+            statement="All-CNN-C has lower test error than Model C.",
+            paper=f"{paper['all_cnn_c']} vs {paper['model_c']}",
+            measure=_difference("all_cnn_c", "model_c"), check=lambda d: d < 0,
+            check_text=f"< 0 ({scale})", fmt="{:+.2%}"),
+      Claim(source="Springenberg et al. 2014, Table 3",
+            statement="With the extra conv in place, the pool adds nothing: All-CNN-C is no "
+                      "worse than ConvPool-CNN-C (ours: All-CNN-C minus ConvPool-CNN-C).",
+            paper=f"{paper['all_cnn_c']} vs {paper['convpool_cnn_c']}",
+            measure=_difference("all_cnn_c", "convpool_cnn_c"), check=lambda d: d <= NOISE,
+            check_text=f"<= +{NOISE:.1%} ({scale})", fmt="{:+.2%}"),
+  ]
