@@ -161,25 +161,31 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _difference(a: str, b: str):
-  return lambda m: m[f"{a}/test/error"] - m[f"{b}/test/error"]
+def _params_claim(net: str, label: str) -> Claim:
+  """Table 3's parameter count of a net against ours at full scale."""
+  paper = PAPER_PARAMS[net]
+  return Claim(source="Springenberg et al. 2014, Table 3",
+               statement=f"{label} has about {paper / 1e6:.1f}M parameters (ours: the "
+                         "full-scale net of Tables 1-2 on 32x32x3).",
+               paper=f"≈{paper / 1e6:.1f}M", measure=f"{net}/cifar10/params",
+               check=lambda n: round(n / 1e5) == round(paper / 1e5),
+               check_text=f"rounds to {paper / 1e6:.1f}M", fmt="{:,.0f}")
+
+
+def _error_claim(source: str, statement: str, a: str, b: str, check, check_text: str) -> Claim:
+  """A Table 3 comparison: our test error of net `a` minus net `b`'s."""
+  return Claim(source=source, statement=statement,
+               paper=f"{PAPER_TEST_ERROR[a]:.2%} vs {PAPER_TEST_ERROR[b]:.2%}",
+               measure=lambda m: m[f"{a}/test/error"] - m[f"{b}/test/error"],
+               check=check, check_text=check_text, fmt="{:+.2%}")
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   scale = f"{multirun.budget_text(config)}, width {config.model.kwargs.width:g}, one seed"
-  paper = {k: f"{v:.2%}" for k, v in PAPER_TEST_ERROR.items()}
-  extra = extra_conv_params()
+  table3, extra = "Springenberg et al. 2014, Table 3", extra_conv_params()
   return [
-      Claim(source="Springenberg et al. 2014, Table 3",
-            statement="All-CNN-C has about 1.4M parameters (ours: the full-scale net on "
-                      "32x32x3).",
-            paper="≈1.4M", measure="all_cnn_c/cifar10/params",
-            check=lambda n: 1.35e6 <= n < 1.45e6, check_text="rounds to 1.4M", fmt="{:,.0f}"),
-      Claim(source="Springenberg et al. 2014, Table 3",
-            statement="Model C has about 1.3M parameters (ours: Table 1's layers at full "
-                      "scale).",
-            paper="≈1.3M", measure="model_c/cifar10/params",
-            check=lambda n: 1.25e6 <= n < 1.35e6, check_text="rounds to 1.3M", fmt="{:,.0f}"),
+      _params_claim("all_cnn_c", "All-CNN-C"),
+      _params_claim("model_c", "Model C"),
       Claim(source="Springenberg et al. 2014, §3.1, Table 2",
             statement="Replacing each pool by a stride-2 conv adds exactly that conv's "
                       "weights: All-CNN-C minus Model C (full scale).",
@@ -194,27 +200,17 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
             paper="same parameters as Model C (≈1.3M each)",
             measure=lambda m: m["strided_cnn_c/macs"] / m["model_c/macs"],
             check=lambda r: r < 1, check_text="< 1", fmt="{:.2f}"),
-      Claim(source="Springenberg et al. 2014, Table 3",
-            statement="Just dropping the pools (Strided-CNN-C) costs accuracy (ours: "
-                      "Strided-CNN-C minus Model C test error).",
-            paper=f"{paper['strided_cnn_c']} vs {paper['model_c']}",
-            measure=_difference("strided_cnn_c", "model_c"), check=lambda d: d > 0,
-            check_text=f"> 0 ({scale})", fmt="{:+.2%}"),
-      Claim(source="Springenberg et al. 2014, abstract, Table 3",
-            statement="Max pooling can be replaced by a stride-2 conv without loss in "
-                      "accuracy (ours: All-CNN-C minus Model C test error).",
-            paper=f"{paper['all_cnn_c']} vs {paper['model_c']}",
-            measure=_difference("all_cnn_c", "model_c"), check=lambda d: d <= NOISE,
-            check_text=f"<= +{NOISE:.1%} ({scale})", fmt="{:+.2%}"),
-      Claim(source="Springenberg et al. 2014, Table 3",
-            statement="All-CNN-C has lower test error than Model C.",
-            paper=f"{paper['all_cnn_c']} vs {paper['model_c']}",
-            measure=_difference("all_cnn_c", "model_c"), check=lambda d: d < 0,
-            check_text=f"< 0 ({scale})", fmt="{:+.2%}"),
-      Claim(source="Springenberg et al. 2014, Table 3",
-            statement="With the extra conv in place, the pool adds nothing: All-CNN-C is no "
-                      "worse than ConvPool-CNN-C (ours: All-CNN-C minus ConvPool-CNN-C).",
-            paper=f"{paper['all_cnn_c']} vs {paper['convpool_cnn_c']}",
-            measure=_difference("all_cnn_c", "convpool_cnn_c"), check=lambda d: d <= NOISE,
-            check_text=f"<= +{NOISE:.1%} ({scale})", fmt="{:+.2%}"),
+      _error_claim(table3, "Just dropping the pools (Strided-CNN-C) costs accuracy (ours: "
+                   "Strided-CNN-C minus Model C test error).", "strided_cnn_c", "model_c",
+                   lambda d: d > 0, f"> 0 ({scale})"),
+      _error_claim("Springenberg et al. 2014, abstract, Table 3",
+                   "Max pooling can be replaced by a stride-2 conv without loss in accuracy "
+                   "(ours: All-CNN-C minus Model C test error).", "all_cnn_c", "model_c",
+                   lambda d: d <= NOISE, f"<= +{NOISE:.1%} ({scale})"),
+      _error_claim(table3, "All-CNN-C has lower test error than Model C.", "all_cnn_c",
+                   "model_c", lambda d: d < 0, f"< 0 ({scale})"),
+      _error_claim(table3, "With the extra conv in place, the pool adds nothing: All-CNN-C "
+                   "is no worse than ConvPool-CNN-C (ours: All-CNN-C minus ConvPool-CNN-C).",
+                   "all_cnn_c", "convpool_cnn_c", lambda d: d <= NOISE,
+                   f"<= +{NOISE:.1%} ({scale})"),
   ]
