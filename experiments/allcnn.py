@@ -42,7 +42,7 @@ import ml_collections
 
 from research import models
 from research.launch import multirun
-from research.models import summary
+from research.models import allcnn as allcnn_model, summary
 from research.report import Claim
 from research.train import config as config_lib, trainer
 
@@ -100,6 +100,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   unknown = [v for v in config.variants if v not in VARIANTS]
   if unknown or not config.variants:
     raise ValueError(f"config.variants={config.variants!r}: choose from {tuple(VARIANTS)}.")
+  if config.model.kwargs.downsample not in allcnn_model.DOWNSAMPLING:  # Variants set it.
+    raise ValueError(f"config.model.kwargs.downsample={config.model.kwargs.downsample!r}: "
+                     f"choose one of {allcnn_model.DOWNSAMPLING}; pick nets with "
+                     "config.variants.")
   if not config.model.kwargs.width > 0:
     raise ValueError(f"config.model.kwargs.width={config.model.kwargs.width!r}: must be > 0.")
 

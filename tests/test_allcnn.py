@@ -99,7 +99,8 @@ def test_bad_values_are_errors_naming_the_key():
   for key, value, match in (("variants", ("model_c", "vgg"), "config.variants"),
                             ("variants", (), "config.variants"),
                             ("model.name", "lenet5", "config.model.name"),
-                            ("model.kwargs.width", 0.0, "config.model.kwargs.width")):
+                            ("model.kwargs.width", 0.0, "config.model.kwargs.width"),
+                            ("model.kwargs.downsample", "avg", "kwargs.downsample='avg'")):
     config = module.get_config()
     *parents, leaf = key.split(".")
     node = config
