@@ -125,6 +125,23 @@ def test_claims_compare_the_right_nets():
   assert [r.holds for r in results[5:]] == [False, False, False]
 
 
+def test_notes_tabulate_the_nets_and_explain_the_comparisons():
+  module = load()
+  metrics = {}
+  for i, v in enumerate(module.VARIANTS):
+    metrics.update({f"{v}/test/error": 0.25 + i / 100, f"{v}/train_eval/error": 0.24 + i / 100,
+                    f"{v}/num_params": 1000 + i, f"{v}/macs": 100 - i,
+                    f"{v}/cifar10/params": HAND_COUNTS["allcnn_c" if "all" in v else v]})
+  text = module.notes(module.get_config(), metrics)
+  assert text.count("\n| ") == 5
+  assert "| convpool_cnn_c | 1,003 | 97 | 27.00% | 28.00% | 9.31%" in text
+  assert "still underfitting" in text
+  assert "All-CNN-C against Model C: +1.00%" in text and "has not caught up" in text
+  assert "Strided-CNN-C against Model C: +2.00%" in text and "costs accuracy" in text
+  assert "All-CNN-C against ConvPool-CNN-C (same parameters" in text and "-2.00% test" in text
+  assert module.notes(module.get_config(), {}) == ""
+
+
 # --- The whole experiment, tiny, through the real code path ----------------------------
 
 def test_experiment_end_to_end_and_rerun(data_dir, tmp_path, tiny_config):
