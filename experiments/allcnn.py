@@ -1,25 +1,21 @@
 """All Convolutional Net (Springenberg et al. 2014): max pooling replaced by stride-2 convolutions.
 
-The method, as §2-3 give it: base model C (Table 1: two stages of two 3x3
-convs, 96 then 192 maps, each stage ending in a 3x3/2 max pool; then a 3x3
-conv, two 1x1 convs, global averaging, softmax) and three nets derived from
-it (Table 2) that differ only where the pools were: Strided-CNN-C drops each
-pool and gives the conv before it stride 2; All-CNN-C replaces each pool by a
-3x3 conv with stride 2 (the "all convolutional" net); ConvPool-CNN-C adds the
-same extra 3x3 conv but with stride 1 and keeps the pool, so it has
-All-CNN-C's parameters and isolates the pooling. Dropout 20% on the input and
-50% after each pool or its replacement. Table 3 (CIFAR-10, no augmentation):
-test error Model C 9.74%, Strided-CNN-C 10.19%, ConvPool-CNN-C 9.31%,
-All-CNN-C 9.08%. The models are `research/models/allcnn.py`.
+The method (§2-3, Tables 1-2; the nets are `research/models/allcnn.py`): base
+model C (two stages of two 3x3 convs, 96 then 192 maps, each ending in a 3x3/2
+max pool; a 3x3 and two 1x1 convs; global averaging) and three nets that differ
+only where the pools were. Strided-CNN-C drops each pool and gives the conv
+before it stride 2; All-CNN-C replaces each pool by a stride-2 3x3 conv;
+ConvPool-CNN-C adds that conv with stride 1 and keeps the pool (All-CNN-C's
+parameters, so it isolates the pooling). Dropout 20% on the input, 50% after
+each pool or its replacement. Table 3 (CIFAR-10, no augmentation): test error
+Model C 9.74%, Strided-CNN-C 10.19%, ConvPool-CNN-C 9.31%, All-CNN-C 9.08%.
 
-Deviations at CPU scale (the default): Fashion-MNIST at its own 28x28
-(28 -> 14 -> 7 -> 5x5 maps averaged), every width times 0.25 (24 and 48 maps
-for 96 and 192), a 10,000-image training subset for 6 epochs, and Adam
-(learning rate 1e-3, cosine decay) for all four nets, where the paper trains
-350 epochs with SGD (momentum 0.9, weight decay 0.001, the rate picked per net
-from {0.25, 0.1, 0.05, 0.01} and divided by 10 at epochs 200, 250, 300).
-Architecture and dropout are the paper's. One seed each: differences under
-about half a point are within run-to-run noise.
+Deviations at CPU scale (the default): Fashion-MNIST at 28x28 (5x5 maps
+averaged), every width times 0.25 (24 and 48 maps), a 10,000-image subset for
+6 epochs, and Adam (1e-3, cosine) for all four nets, where the paper trains 350
+epochs with SGD (momentum 0.9, weight decay 0.001, a rate per net from {0.25,
+0.1, 0.05, 0.01}, divided by 10 at epochs 200, 250, 300). One seed each:
+differences under about half a point are within run-to-run noise.
 
 Command (40 minutes, measured on 2 CPU cores shared with other jobs, load average
 9-17; the nets trained at 88-415 images/s; not timed alone):
@@ -27,11 +23,9 @@ Command (40 minutes, measured on 2 CPU cores shared with other jobs, load averag
   python launch.py --config=experiments/allcnn.py --workdir=runs/allcnn
 
 Measured (seed 0): test error Model C 24.72%, All-CNN-C 23.32%, Strided-CNN-C
-25.47%, ConvPool-CNN-C 24.05% (training error 23.26 / 21.66 / 23.62 / 22.16%):
-Table 3's order, but every net is still underfitting after 6 epochs. 7 of 8
-claims hold; the one that fails is Table 3's ≈1.3M parameters for Model C,
-whose Table 1 layers give 954,730 (`report.md` explains, with
-`allcnn_errors.png`; results/allcnn/ has the report).
+25.47%, ConvPool-CNN-C 24.05%, Table 3's order, but all four still underfit
+(training error 21.7-23.6%). 7 of 8 claims hold; Table 3's ≈1.3M parameters
+for Model C does not: its Table 1 layers give 954,730 (results/allcnn/).
 
 Arguments (`--config=experiments/allcnn.py:ARG`):
   (none)   Fashion-MNIST, width 0.25, 10,000 images, 6 epochs (CPU scale).
@@ -41,6 +35,8 @@ Arguments (`--config=experiments/allcnn.py:ARG`):
            per-channel normalisation instead of the paper's preprocessing.
            For a GPU: days on this CPU.
 """
+
+# About 230 lines, a fifth of them the docstring: four nets, and eight claims on them.
 
 import os
 
@@ -57,9 +53,9 @@ PAPER_TEST_ERROR = {"model_c": 0.0974, "all_cnn_c": 0.0908, "strided_cnn_c": 0.1
                     "convpool_cnn_c": 0.0931}
 PAPER_PARAMS = {"model_c": 1.3e6, "all_cnn_c": 1.4e6, "strided_cnn_c": 1.3e6,
                 "convpool_cnn_c": 1.4e6}
-# Each variant is the same model with Table 2's downsampling.
-# The paper's comparison first, then its two controls (ConvPool-CNN-C, the
-# costliest, last: a run cut short has the main result).
+# Each variant is allcnn_c with Table 2's downsampling: the paper's comparison first,
+# then its two controls (ConvPool-CNN-C, the costliest, last: a run cut short has
+# the main result).
 VARIANTS = {"model_c": {"model.kwargs.downsample": "pool"},
             "all_cnn_c": {"model.kwargs.downsample": "conv"},
             "strided_cnn_c": {"model.kwargs.downsample": "stride"},
@@ -114,32 +110,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.kwargs.width={config.model.kwargs.width!r}: must be > 0.")
 
 
-def costs(variant: str, input_shape, **kwargs) -> dict:
-  """{"params", "macs"} of a variant's net on one image (traced, not run)."""
-  model = models.get_model("allcnn_c", **{**kwargs, **_downsample(variant)})
-  s = summary.summarize(model, input_shape, train=False)
-  return {"params": s.total_params, "macs": s.total_macs}
-
-
-def _downsample(variant: str) -> dict:
-  return {"downsample": VARIANTS[variant]["model.kwargs.downsample"]}
-
-
-def extra_conv_params(widths=(96, 192)) -> int:
-  """Weights and biases of the stride-2 3x3 convs (c -> c maps) that replace the pools."""
-  return sum(9 * c * c + c for c in widths)
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   metrics = multirun.merge(multirun.run_variants(
       config, {v: VARIANTS[v] for v in config.variants}, workdir))
-  kwargs = config.model.kwargs.to_dict()
-  # The image shapes of the two datasets this experiment runs on.
+  # This run's nets (the image shapes of the two datasets it runs on) and the paper's.
   shape = (28, 28, 1) if config.data.name == "fashion_mnist" else (32, 32, 3)
   for v in config.variants:
-    metrics[f"{v}/macs"] = costs(v, shape, **kwargs)["macs"]
-    for key, value in costs(v, (32, 32, 3), num_classes=10).items():  # The paper's nets.
-      metrics[f"{v}/cifar10/{key}"] = value
+    down = {"downsample": VARIANTS[v]["model.kwargs.downsample"]}
+    net = models.get_model("allcnn_c", **{**config.model.kwargs.to_dict(), **down})
+    metrics[f"{v}/macs"] = summary.summarize(net, shape).total_macs
+    full = summary.summarize(models.get_model("allcnn_c", **down), (32, 32, 3))
+    metrics[f"{v}/cifar10/params"], metrics[f"{v}/cifar10/macs"] = (full.total_params,
+                                                                      full.total_macs)
   first = config.variants[0]
   colors = {v: f"C{i}" for i, v in enumerate(config.variants)}
   multirun.plot_error_curves(workdir, colors, os.path.join(workdir, "allcnn_errors.png"),
@@ -177,39 +159,26 @@ def _findings(config, metrics: dict, names: list[str]) -> list[str]:
   """What the errors say about the claims, from the numbers of this run."""
   test = {v: metrics[f"{v}/test/error"] for v in names}
   train = {v: metrics.get(f"{v}/train_eval/error", float("nan")) for v in names}
-  budget = multirun.budget_text(config)
   findings = []
   if all(train[v] > 0.1 and test[v] - train[v] < 0.03 for v in names):
     findings.append(
-        f"- Every net is still underfitting after {budget}: training errors "
-        f"{min(train.values()):.1%}-{max(train.values()):.1%}, each within 3 points of its "
-        "test error. So the comparison here is of how fast each net fits, not of how well "
-        "it generalises after the paper's 350 epochs. The paper's dropout (20% of the "
-        "input, 50% twice) on nets a quarter as wide slows fitting most.")
-  if {"model_c", "all_cnn_c"} <= set(names):
-    d = test["all_cnn_c"] - test["model_c"]
-    findings.append(
-        f"- All-CNN-C against Model C: {d:+.2%} test error, "
-        f"{train['all_cnn_c'] - train['model_c']:+.2%} training error. "
-        + ("As in Table 3, the strided convs do at least as well as max pooling."
-           if d <= NOISE else
-           "The learned downsampling has not caught up with max pooling in this budget; "
-           "the paper compares the nets fully trained."))
-  if {"model_c", "strided_cnn_c"} <= set(names):
-    d = test["strided_cnn_c"] - test["model_c"]
-    findings.append(
-        f"- Strided-CNN-C against Model C: {d:+.2%} test error for "
-        f"{metrics['strided_cnn_c/macs'] / metrics['model_c/macs']:.0%} of the MACs. "
-        + ("Dropping the pools and striding the conv before each costs accuracy, as in Table 3."
-           if d > 0 else "Unlike Table 3, dropping the pools cost nothing here."))
-  if {"all_cnn_c", "convpool_cnn_c"} <= set(names):
-    d = test["all_cnn_c"] - test["convpool_cnn_c"]
-    findings.append(
-        f"- All-CNN-C against ConvPool-CNN-C (same parameters, a pool after the extra conv): "
-        f"{d:+.2%} test error. "
-        + ("With the extra layer in place, max pooling adds nothing, as in Table 3."
-           if d <= NOISE else
-           "Here the pool still helps; Table 3 has All-CNN-C 0.23 points ahead."))
+        f"- Every net is still underfitting after {multirun.budget_text(config)}: training "
+        f"errors {min(train.values()):.1%}-{max(train.values()):.1%}, each within 3 points of "
+        "its test error. So the comparison here is of how fast each net fits, not of how "
+        "well it generalises after the paper's 350 epochs. The likely brakes: the paper's "
+        "dropout (20% of the input, 50% twice) on nets a quarter as wide, and 6 epochs.")
+  for a, b, as_paper, same, other in (
+      ("all_cnn_c", "model_c", lambda d: d <= NOISE, "the strided convs do at least as well "
+       "as max pooling.", "the learned downsampling has not caught up with max pooling."),
+      ("strided_cnn_c", "model_c", lambda d: d > 0, "dropping the pools and striding the "
+       "conv before each costs accuracy.", "dropping the pools cost nothing here."),
+      ("all_cnn_c", "convpool_cnn_c", lambda d: d <= NOISE, "with the extra conv in place, "
+       "the pool adds nothing.", "the pool after the extra conv still helps here.")):
+    if {a, b} <= set(names):
+      d = test[a] - test[b]
+      findings.append(f"- {a} against {b}: {d:+.2%} test error, {train[a] - train[b]:+.2%} "
+                      "training error: " + (f"as in Table 3, {same}" if as_paper(d) else
+                                            f"unlike Table 3, {other}"))
   return findings
 
 
@@ -234,7 +203,7 @@ def _error_claim(source: str, statement: str, a: str, b: str, check, check_text:
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   scale = f"{multirun.budget_text(config)}, width {config.model.kwargs.width:g}, one seed"
-  table3, extra = "Springenberg et al. 2014, Table 3", extra_conv_params()
+  table3, extra = "Springenberg et al. 2014, Table 3", allcnn_model.pool_replacement_params()
   return [
       _params_claim("all_cnn_c", "All-CNN-C"),
       _params_claim("model_c", "Model C"),

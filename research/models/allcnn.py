@@ -97,6 +97,12 @@ class AllConvNet(nn.Module):
     return layers.GlobalAvgPool(name="avg")(x), features
 
 
+def pool_replacement_params(widths: Sequence[int] = (96, 192)) -> int:
+  """Weights and biases that All-CNN-C (and ConvPool-CNN-C) add to Model C: one 3x3
+  conv from c to c maps per stage of width c (Table 2); 415,008 at the paper's widths."""
+  return sum(9 * c * c + c for c in widths)
+
+
 MODELS = {
     # One dataclass with every field, so config.model.kwargs lists them all;
     # the others are the same net with Table 2's other downsampling, for summaries.
