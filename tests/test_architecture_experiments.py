@@ -167,7 +167,7 @@ def test_study_keys_are_declared_and_left_out_of_every_run(tmp_path):
 
 
 @pytest.mark.parametrize("name", ("resnet", "vgg", "googlenet", "nin", "augmentation",
-                                  "transfer", "stn", "zfnet_visualization"))
+                                  "transfer", "stn", "zfnet_visualization", "allcnn"))
 def test_multirun_experiments_declare_their_study_keys(name):
   """Each multi-run experiment is a base trainer config plus its STUDY_KEYS, and
   its variants override keys the base has."""
