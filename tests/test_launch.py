@@ -66,3 +66,12 @@ def test_experiment_runs_end_to_end_and_writes_its_report(data_dir, tmp_path):
                  "--config.num_epochs=2", "--config.eval_train_examples=512",
                  "--config.model.kwargs.dropout=0.1")
   assert again.returncode == 0 and "Restoring checkpoint of step 32" in again.stderr
+
+
+def test_every_model_field_is_a_flag_whatever_its_registration():
+  # nin_small is a functools.partial of NiN: its fields used to be missing
+  # from config.model.kwargs, so this was "unknown config key".
+  result = launch("--config=experiments/nin.py", "--config.model.kwargs.dropout=0.3",
+                  "--print_config")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "dropout: 0.3" in result.stdout and "widths:" in result.stdout
