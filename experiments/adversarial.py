@@ -64,6 +64,7 @@ from research.eval import attack_curves, plots
 from research.ops import adversarial
 from research.report import Claim
 from research.train import adversarial_trainer, config as config_lib, metrics as metrics_lib
+from research.train.config import require
 
 DATASETS = {
     "mnist_5k": dict(mean=(0.1307,), std=(0.3081,), total_steps=3000),
@@ -115,9 +116,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
   for name in config.datasets.split(","):
     require(name in DATASETS, "datasets", config.datasets, f"each one of {sorted(DATASETS)}.")
   for key, model in config.models.items():

@@ -85,6 +85,7 @@ from research.ops import gan as gan_ops
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, gan_step, gan_trainer
 from research.train import metrics as metrics_lib, steps, trainer
+from research.train.config import require
 
 DATASETS = {
     "": dict(name="fashion_mnist", train_split="train[:50000]",
@@ -164,9 +165,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
   gans = config.gans.split(",")
   for name in gans:
     require(name in gan_models.GAN_MODELS, "gans", config.gans,

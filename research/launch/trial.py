@@ -20,6 +20,8 @@ import sys
 import time
 import traceback
 
+from research.train import config as config_lib  # ml_collections only: no JAX.
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # --- Files of a trial ----------------------------------------------------
@@ -82,28 +84,8 @@ def config_arg(spec: dict) -> str:
   return path + (f":{spec['arg']}" if spec.get("arg") else "")
 
 
-def apply_overrides(config, overrides: dict) -> None:
-  """Sets dotted keys ("optimizer.learning_rate") with ConfigDict's type checks."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      node = node.get(part) if hasattr(node, "get") else None
-    if node is None or not hasattr(node, "get") or leaf not in node:
-      raise ValueError(f"Sweep override {key}={value!r}: the config has no key {key!r}. "
-                       "See the keys with `python launch.py --config=... --print_config`.")
-    if isinstance(node[leaf], tuple) and isinstance(value, list):
-      value = tuple(value)  # JSON has no tuples.
-    try:
-      node[leaf] = value
-    except TypeError as e:
-      raise ValueError(f"Sweep override {key}={value!r}: {e}") from e
-
-
 def make_config(module, arg: str, overrides: dict):
-  config = module.get_config(arg or None)
-  apply_overrides(config, overrides)
-  return config
+  return config_lib.override(module.get_config(arg or None), overrides, what="Sweep override")
 
 
 def launch_command(spec: dict, workdir: str) -> str:

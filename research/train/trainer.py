@@ -25,6 +25,7 @@ from research import models
 from research.data import augment as augment_lib, pipeline, tfds_source
 from research.models import summary as summary_lib
 from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps, transfer
+from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"
@@ -59,10 +60,6 @@ def _preemption_agreed(step: int) -> bool:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops impossible settings before any work, naming the key to fix."""
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
-
   require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0.")
   require(config.batch_size % jax.device_count() == 0, "batch_size", config.batch_size,
           f"must be divisible by the {jax.device_count()} devices.")
@@ -100,9 +97,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       re.compile(pattern)
     except re.error as e:
       require(False, key, pattern, f"not a regular expression ({e}).")
-  if config.model.name not in models.registry():
-    raise ValueError(f"config.model.name={config.model.name!r}: unknown model. Known: "
-                     f"{', '.join(sorted(models.registry()))}.")
+  require(config.model.name in models.registry(), "model.name", config.model.name,
+          f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
 
 
 def _every(step: int, interval: int, last: int) -> bool:
