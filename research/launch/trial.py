@@ -15,6 +15,7 @@ subprocess); `SlurmTrial` is the callable that submitit pickles into a job.
 import datetime
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -89,12 +90,16 @@ def make_config(module, arg: str, overrides: dict):
 
 
 def launch_command(spec: dict, workdir: str) -> str:
-  """The launch.py command that reruns this trial alone (shown in report.md)."""
-  args = [f"--config={config_arg(spec)}", f"--workdir={workdir}"]
+  """The launch.py command that reruns this trial alone (shown in report.md).
+
+  Shell-quoted: pasted into a shell, a workdir or value with spaces, quotes or
+  `;` stays one argument instead of running as a command.
+  """
+  args = ["python", "launch.py", f"--config={config_arg(spec)}", f"--workdir={workdir}"]
   args += [f"--config.{k}={v}" for k, v in spec["overrides"].items()]
   if spec.get("distributed"):
     args.append("--distributed")
-  return "python launch.py " + " ".join(args)
+  return shlex.join(args)
 
 
 # --- Running -------------------------------------------------------------
