@@ -78,7 +78,7 @@ import numpy as np
 import optax
 
 from research import models
-from research.data import tfds_source
+from research.data import datasets, tfds_source
 from research.eval import baselines, frechet, gan_figures, parzen, plots
 from research.models import gan as gan_models
 from research.ops import gan as gan_ops
@@ -90,10 +90,9 @@ from research.train.config import require
 DATASETS = {
     "": dict(name="fashion_mnist", train_split="train[:50000]",
              validation_split="train[50000:51000]", test_split="test",
-             mean=config_lib.FASHION_MNIST_MEAN, std=config_lib.FASHION_MNIST_STD,
              classifier_epochs=6.0),
     "mnist": dict(name="mnist_5k", train_split="train", validation_split="train[:1000]",
-                  test_split="test", mean=(0.1307,), std=(0.3081,), classifier_epochs=30.0),
+                  test_split="test", classifier_epochs=30.0),
 }
 OPTIMIZERS = ("adam", "paper_sgd")
 
@@ -123,7 +122,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # standard trainer into <workdir>/classifier (or reused from classifier_workdir).
   c.classifier = config_lib.base_config()
   c.classifier.data.name = d["name"]
-  c.classifier.data.mean, c.classifier.data.std = d["mean"], d["std"]
   c.classifier.model.name = "lenet5"
   c.classifier.model.kwargs = ml_collections.ConfigDict(models.default_kwargs("lenet5"))
   c.classifier.num_epochs = d["classifier_epochs"]
@@ -199,7 +197,7 @@ def train_classifier(config, workdir: str):
   _, arrays = checkpoint.load_arrays(cls_dir)
   params = jax.tree.map(jnp.asarray, arrays["params"])
   model = models.get_model(cls.model.name, **cls.model.kwargs.to_dict())
-  mean, std = tuple(cls.data.mean), tuple(cls.data.std)
+  mean, std = datasets.normalization(cls.data.name, cls.data.mean, cls.data.std)
 
   @jax.jit
   def feature_batch(x):

@@ -8,9 +8,6 @@ of a multi-run experiment, sweep runs).
 import ml_collections
 from ml_collections import config_dict
 
-# Fashion-MNIST's pixel mean and standard deviation (training split, [0, 1] scale).
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
-
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key `research.train.trainer` reads, with defaults."""
@@ -23,8 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "test"
   c.data.data_dir = config_dict.placeholder(str)  # Default: $TFDS_DATA_DIR or ~/tensorflow_datasets.
   c.data.download = False
-  c.data.mean = FASHION_MNIST_MEAN
-  c.data.std = FASHION_MNIST_STD
+  # Per-channel pixel statistics ([0, 1] scale) to standardise with; empty:
+  # the dataset's own, from research/data/datasets.py.
+  c.data.mean = ()
+  c.data.std = ()
   c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
 
   c.model = ml_collections.ConfigDict()

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 
 from research import models
-from research.data import augment as augment_lib, pipeline, tfds_source
+from research.data import augment as augment_lib, datasets, pipeline, tfds_source
 from research.models import summary as summary_lib
 from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps, transfer
 from research.train.config import require
@@ -84,9 +84,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
-  require(len(config.data.mean) == len(config.data.std), "data.std", config.data.std,
-          f"needs one value per channel, like data.mean={config.data.mean}.")
-  require(all(s > 0 for s in config.data.std), "data.std", config.data.std, "must be > 0.")
+  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
   except ValueError as e:
@@ -141,6 +139,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                       download=data.download, classes=data.classes)
   eval_data = tfds_source.load_split(data.name, data.eval_split, data.data_dir,
                                      download=data.download, classes=data.classes)
+  mean, std = datasets.normalization(data.name, data.mean, data.std)
+  datasets.check_channels(data.name, mean, train_data.images.shape[-1])
+  logging.info("Standardising with mean=%s, std=%s.", mean, std)
   steps_per_epoch = len(train_data) // config.batch_size
   total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
@@ -164,7 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters get zero updates.
 
   # --- Steps ---------------------------------------------------------------
-  norm = dict(mean=tuple(data.mean), std=tuple(data.std))
+  norm = dict(mean=mean, std=std)
   train_step = jax.jit(
       steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
                             aux_loss_weight=config.aux_loss_weight,
