@@ -66,7 +66,6 @@ and keys and batches are functions of (seed, step). Sample grids every
 `sample_every_steps` are in <workdir>/<gan>/samples/.
 """
 
-import dataclasses
 import os
 import time
 
@@ -95,14 +94,6 @@ DATASETS = {
                   test_split="test", classifier_epochs=30.0),
 }
 OPTIMIZERS = ("adam", "paper_sgd")
-
-
-def _fields(ctor, **overrides) -> dict:
-  """A Flax module's plain constructor fields and defaults, so flags can override each."""
-  fields = {f.name: f.default for f in dataclasses.fields(ctor)
-            if f.name not in ("parent", "name")
-            and isinstance(f.default, (bool, int, float, str, tuple))}
-  return {**fields, **overrides}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -136,8 +127,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Adam as DCGAN §4; adam's learning rates are per player (g_, d_).
   adam = dict(name="adam", g_learning_rate=2e-4, d_learning_rate=2e-4, b1=0.5)
   c.gan_mlp = ml_collections.ConfigDict(dict(
-      generator=_fields(gan_models.MLPGenerator),
-      discriminator=_fields(gan_models.MaxoutDiscriminator),
+      generator=models.config_kwargs(gan_models.MLPGenerator, "MLPGenerator"),
+      discriminator=models.config_kwargs(gan_models.MaxoutDiscriminator,
+                                          "MaxoutDiscriminator"),
       optimizer=adam, batch_size=100, total_steps=10_000, init_output_bias=True,
       sample_with_batch_stats=False))
   if c.arg == "mnist":
@@ -146,8 +138,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # train stably.
     c.gan_mlp.optimizer.g_learning_rate, c.gan_mlp.optimizer.d_learning_rate = 5e-4, 1e-4
   c.dcgan = ml_collections.ConfigDict(dict(
-      generator=_fields(gan_models.DCGANGenerator, width=32),
-      discriminator=_fields(gan_models.DCGANDiscriminator, width=32),
+      generator=models.config_kwargs(gan_models.DCGANGenerator, "DCGANGenerator", width=32),
+      discriminator=models.config_kwargs(gan_models.DCGANDiscriminator, "DCGANDiscriminator",
+                                          width=32),
       optimizer=adam, batch_size=64, total_steps=5_000, init_output_bias=False,
       sample_with_batch_stats=False))
 

@@ -59,23 +59,30 @@ def constructor_fields(ctor) -> dict:
           if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
 
 
-def default_kwargs(name: str, **overrides) -> dict:
-  """The model's constructor fields with their defaults (plain values only), updated.
+def config_kwargs(ctor, label: str, **overrides) -> dict:
+  """`ctor`'s fields with plain defaults (see `constructor_fields`), updated by `overrides`.
 
-  Putting all of them in config.model.kwargs lets `--config.model.kwargs.X=...`
-  override any of them, type-checked, and `--print_config` show them. Fields
+  What a config holds for a module, so that `--config....kwargs.X=...` can
+  override any field, type-checked, and `--print_config` shows them. Fields
   whose default is not a plain value (None, a callable, a dtype) are left out
   and keep their default; `num_classes` comes from the data.
+
+  Raises:
+    ValueError: an override that is not one of the fields (named with `label`).
+  """
+  fields = {k: v for k, v in constructor_fields(ctor).items() if k not in _NOT_KWARGS}
+  unknown = set(overrides) - set(fields)
+  if unknown:
+    raise ValueError(f"{label} has no fields {sorted(unknown)}; it has {sorted(fields)}.")
+  return {**{k: v for k, v in fields.items() if isinstance(v, _PLAIN)}, **overrides}
+
+
+def default_kwargs(name: str, **overrides) -> dict:
+  """`config_kwargs` of the model registered as `name`: its config.model.kwargs.
 
   Raises:
     ValueError: unknown model, or an override that is not one of its fields.
   """
   if name not in registry():
     raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry()))}.")
-  fields = {k: v for k, v in constructor_fields(registry()[name]).items()
-            if k not in _NOT_KWARGS}
-  unknown = set(overrides) - set(fields)
-  if unknown:
-    raise ValueError(f"Model {name!r} has no fields {sorted(unknown)}; it has {sorted(fields)}.")
-  kwargs = {k: v for k, v in fields.items() if isinstance(v, _PLAIN)}
-  return {**kwargs, **overrides}
+  return config_kwargs(registry()[name], f"Model {name!r}", **overrides)
