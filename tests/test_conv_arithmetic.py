@@ -1,5 +1,6 @@
 """Conv arithmetic (cs231n notes) and local response normalization."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -93,3 +94,19 @@ def test_local_response_norm_depends_only_on_the_window():
   ref = ops.local_response_norm(jnp.asarray(x))
   far = _outside_window(96, hot, radius=2)
   np.testing.assert_array_equal(np.asarray(got)[..., far], np.asarray(ref)[..., far])
+
+
+def test_local_response_norm_has_the_formulas_gradient_under_jit():
+  # Training differentiates it inside jit (a traced init value would not be differentiable).
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 3, 3, 9)).astype(np.float32) * 3)
+  n, k, alpha, beta = 2, 2.0, 1e-2, 0.75
+
+  def formula(x):
+    sq = jnp.pad(jnp.square(x), [(0, 0)] * 3 + [(n, n)])
+    sums = sum(sq[..., i:i + 9] for i in range(2 * n + 1))
+    return x / (k + alpha * sums) ** beta
+
+  def loss(f):
+    return jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(f(x)))))
+  np.testing.assert_allclose(loss(lambda x: ops.local_response_norm(x, n, k, alpha, beta))(x),
+                             loss(formula)(x), rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 
 def local_response_norm(x: jax.Array, depth_radius: int = 2, bias: float = 2.0,
@@ -24,10 +25,12 @@ def local_response_norm(x: jax.Array, depth_radius: int = 2, bias: float = 2.0,
   # so b_c depends only on the channels of its window: a cumulative-sum
   # difference, used before, let one huge channel overflow the running sum
   # into NaN for every later channel and lost precision in the others.
-  # Measured on 64x27x27x96 on this CPU: as fast forward and 2.5x faster
-  # with the gradient than the cumulative sum.
+  # Also faster here: 64x27x27x96 on the 2-core CPU (shared, load ~6), forward
+  # 37 ms vs 100 ms, gradient 128 ms vs 321 ms for the cumulative sum.
   window = (1,) * (x.ndim - 1) + (2 * depth_radius + 1,)
   padding = [(0, 0)] * (x.ndim - 1) + [(depth_radius, depth_radius)]
-  sums = lax.reduce_window(squared, jnp.zeros((), squared.dtype), lax.add, window,
+  # A concrete (NumPy) zero: with it and lax.add, JAX recognises a window sum,
+  # which it can differentiate; a traced init value makes a generic reduction.
+  sums = lax.reduce_window(squared, np.zeros((), squared.dtype), lax.add, window,
                            (1,) * x.ndim, padding)
   return x / (bias + alpha * sums) ** beta
