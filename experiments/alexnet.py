@@ -56,6 +56,7 @@ import os
 import ml_collections
 
 from research import models
+from research.data import datasets
 from research.eval import plots, training_speed
 from research.launch import multirun
 from research.report import Claim
@@ -141,7 +142,8 @@ def _fig1(config, workdir: str) -> dict:
       training_speed.run_dirs(names, os.path.join(workdir, "fig1")), "tanh",
       "train_eval/error", config.fig1.total_steps, paper_target=0.25)
   metrics = {f"fig1/{k}": v for k, v in speed.items()}
-  steps_per_epoch = 60_000 // config.fig1.batch_size
+  train_size = datasets.get(config.fig1.data.name).splits["train"]  # Fig. 1 trains on all of it.
+  steps_per_epoch = train_size // config.fig1.batch_size
   plots.plot_curves(
       {f"{act} (lr {metrics[f'fig1/{act}/learning_rate']:g})":
        ([s / steps_per_epoch for s in curves[act][0]], curves[act][1])

@@ -68,7 +68,7 @@ import numpy as np
 import optax
 
 from research import models
-from research.data import augment, photos as photos_lib, tfds_source
+from research.data import augment, datasets, photos as photos_lib, tfds_source
 from research.eval import deconvnet_vis
 from research.launch import multirun
 from research.report import Claim
@@ -124,8 +124,8 @@ def fashion_mnist(config, workdir: str) -> dict:
                                 data.labels[:config.vis.examples], data.class_names)
   model = models.get_model(config.model.name, num_classes=data.num_classes,
                            **config.model.kwargs.to_dict())
-  net = deconvnet_vis.Network("fashion_mnist", model, params, tuple(config.data.mean),
-                              tuple(config.data.std), data.class_names)
+  mean, std = datasets.normalization(config.data.name, config.data.mean, config.data.std)
+  net = deconvnet_vis.Network("fashion_mnist", model, params, mean, std, data.class_names)
   images01 = data.images.astype(np.float32) / 255.0
   occ = deconvnet_vis.confident_examples(net, images01, data.labels, config.vis.occlusion_images)
   metrics = deconvnet_vis.look_inside(

@@ -17,8 +17,8 @@ below it, never one above):
 
 The graph is read from the source (ast), function-local imports included,
 so an import hidden in a function body to dodge a cycle is still a cycle.
-`research/__init__.py` (environment set-up, no imports of the package) sits
-below everything.
+The package's set-up, `research/__init__.py` and the `research/xla_flags.py`
+it runs (XLA flags set before JAX starts), sits below everything.
 """
 
 import ast
@@ -28,6 +28,7 @@ import os
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 LAYERS = ("ops", "models", "data", "train", "eval", "report", "launch", "experiments")
 PLOTTING_MODULE = "research.eval.plots"
+SETUP_MODULES = ("research", "research.xla_flags")  # Below every layer.
 
 
 def _modules() -> dict[str, str]:
@@ -46,12 +47,15 @@ def _modules() -> dict[str, str]:
 
 
 def _layer(module: str) -> int:
-  """Index in LAYERS; -1 for the package root."""
+  """Index in LAYERS; -1 for the package's set-up."""
   parts = module.split(".")
   if parts[0] == "experiments":
     return LAYERS.index("experiments")
-  if len(parts) == 1:
+  if module in SETUP_MODULES:
     return -1
+  if parts[1] not in LAYERS:
+    raise AssertionError(f"{module} is in no layer: place it in LAYERS or SETUP_MODULES "
+                         "(tests/test_layers.py) and say why in its docstring.")
   return LAYERS.index(parts[1])
 
 
@@ -153,6 +157,7 @@ def test_the_checker_finds_cycles_and_upward_imports():
   assert _layer("research.ops.deconvnet") < _layer("research.models.layers")
   assert _layer("research.report") < _layer("research.launch.multirun")
   assert _layer("experiments.lenet") == len(LAYERS) - 1
+  assert _layer("research.xla_flags") < _layer("research.ops.pooling")
   known = _modules()
   assert ("research.train.trainer" in known and "research.ops" in known
           and "experiments.lenet" in known)
