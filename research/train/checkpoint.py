@@ -234,7 +234,7 @@ class Checkpointer:
                         "was killed before writing it): restored unverified.", s,
                         self.directory, reason)
       self._set_aside(damaged, s)
-      logging.info("Restored checkpoint of step %d from %s.", s, self.directory)
+      logging.info("Restoring checkpoint of step %d from %s.", s, self.directory)
       self._newest_finite = s
       return state
     listed = "; ".join(f"step {s}: {r}" for s, r in damaged)

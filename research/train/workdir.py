@@ -143,12 +143,14 @@ class RunGuard:
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                  f"{datetime.datetime.now().isoformat(timespec='seconds')}\n".encode())
     self.check(config)  # Under the lock: a run that started meanwhile has written its config.
-    with open(os.path.join(self.workdir, CONFIG_FILE), "w") as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-    run_info.write_run_info(self.workdir, command)
-    for name, text in (files or {}).items():
-      with open(os.path.join(self.workdir, name), "w") as f:
+    # Whole files only: the other processes of a multi-host run read config.json meanwhile.
+    for name, text in {CONFIG_FILE: config.to_json_best_effort(indent=1, sort_keys=True),
+                       **(files or {})}.items():
+      tmp = os.path.join(self.workdir, f".{name}.tmp")
+      with open(tmp, "w") as f:
         f.write(text)
+      os.replace(tmp, os.path.join(self.workdir, name))
+    run_info.write_run_info(self.workdir, command)
 
   def release(self) -> None:
     if self._lock is not None:
