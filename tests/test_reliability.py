@@ -221,6 +221,30 @@ def test_load_arrays_skips_a_damaged_checkpoint(finished_run, tmp_path):
     checkpoint.load_arrays(workdir, 12)
 
 
+def test_a_checkpoint_holding_nan_is_passed_over(finished_run, tmp_path, caplog):
+  """As older code could write: step 16 with a NaN parameter, saved past the check."""
+  import orbax.checkpoint as ocp
+  from research import models
+  from research.train import optim, steps
+  workdir = copy_of(finished_run, tmp_path)
+  config = short_config(total_steps=16)
+  tx, _ = optim.make_optimizer(config.optimizer, 16)
+  model = models.get_model("lenet5", num_classes=10, dropout=0.3)
+  ckpt = checkpoint.Checkpointer(workdir)
+  state = ckpt.restore(steps.create_train_state(model, tx, (1, 28, 28, 1), 0))
+  params = jax.tree.map(lambda x: x, state.params)
+  params["C1"]["kernel"] = params["C1"]["kernel"].at[0, 0, 0, 0].set(np.nan)
+  manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  manager.save(16, args=ocp.args.StandardSave(state.replace(step=16, params=params)))
+  manager.close()
+  with caplog.at_level(logging.WARNING):
+    trainer.train_and_evaluate(config, workdir)  # Resumes from 12, trains 13-16 again.
+  assert any("step 16" in r.getMessage() and "NaN or inf" in r.getMessage()
+             for r in caplog.records)
+  step, arrays = checkpoint.load_arrays(workdir)
+  assert step == 16 and all(np.all(np.isfinite(x)) for x in jax.tree.leaves(arrays["params"]))
+
+
 # --- §3: a diverging run stops before checkpointing, naming the step ------
 
 

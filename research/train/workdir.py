@@ -67,13 +67,16 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 def differences(stored: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
   """{dotted key: (stored value, new value)} for keys that may not change.
 
-  A key the stored config lacks (added to the code later) counts as its default.
+  A key the stored config lacks (added to the code later) counts as its
+  default; one only the stored config has (removed from the code) is ignored,
+  except the model's free-form kwargs.
   """
   keys = config_lib.base_config().keys()
   old = {**_flatten(trainer_config(config_lib.base_config())),
          **_flatten({k: v for k, v in stored.items() if k in keys})}
   new = _flatten(trainer_config(config))
-  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+  compared = set(new) | {k for k in old if k.startswith("model.kwargs.")}
+  return {k: (old.get(k), new.get(k)) for k in sorted(compared)
           if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)}
 
 
