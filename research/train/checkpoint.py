@@ -68,6 +68,8 @@ def write_manifest(step_dir: str) -> None:
 def verify(step_dir: str) -> tuple[bool | None, str]:
   """(True, "") when every file matches the manifest; (False, what is wrong)
   when one does not; (None, why) when there is no manifest to check against."""
+  if not os.path.exists(step_dir):
+    return False, "it does not exist"
   if not os.path.isdir(step_dir):
     return False, "a file named like a step, not a checkpoint directory"
   path = os.path.join(step_dir, MANIFEST)
@@ -124,8 +126,9 @@ def load_arrays(workdir: str, step: int | None = None) -> tuple[int, dict]:
   """
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   steps = [step] if step is not None else _candidate_steps(directory)
-  if not steps:
-    raise FileNotFoundError(f"No checkpoint in {directory}; train the run first.")
+  if not steps or not os.path.exists(os.path.join(directory, str(steps[0]))):
+    raise FileNotFoundError(f"No checkpoint{'' if step is None else f' of step {step}'} in "
+                            f"{directory}; train the run first.")
   problems = []
   for s in steps:
     step_dir = os.path.join(directory, str(s))
