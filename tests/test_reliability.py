@@ -275,6 +275,17 @@ def test_divergence_before_the_first_checkpoint_says_so(data_dir, tmp_path):
     trainer.train_and_evaluate(_diverging(), str(tmp_path / "run"))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_sees_one_bad_value_under_jit(bad):
+  from research.train import finite
+  tree = {"w": np.ones((3, 4), np.float32), "step": np.int32(7), "b": np.zeros(2, np.float16)}
+  check = jax.jit(finite.all_finite)
+  assert bool(check(tree))
+  tree["w"][2, 1] = bad
+  assert not bool(check(tree))
+  assert bool(check({"big": np.full(4, 3e38, np.float32)}))  # Large but finite.
+
+
 def test_a_non_finite_state_is_never_saved(tmp_path):
   ckpt = checkpoint.Checkpointer(str(tmp_path), keep=1)
   ckpt.save(1, {"w": np.ones(3, np.float32)})
