@@ -20,7 +20,8 @@ import pytest
 
 from research.launch import experiment
 from research.train import checkpoint, trainer
-from tests.test_train import ROOT, final_params, tiny_config
+from tests.conftest import make_tiny_config as tiny_config
+from tests.test_train import ROOT, final_params
 
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
 
