@@ -305,7 +305,7 @@ def test_zero_training_steps_is_an_error_before_any_work(data_dir, tmp_path):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   config = short_config()
   config.data.eval_split, config.data.classes = "test[:4]", (0, 1)  # Its labels: 4, 4, 9, 7.
-  with pytest.raises(ValueError, match=r"config.data.eval_split='test\[:4\]' has no examples"):
+  with pytest.raises(ValueError, match=r"config.data.eval_split='test\[:4\]': has no examples"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   assert not (tmp_path / "run").exists()
 

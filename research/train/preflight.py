@@ -7,6 +7,8 @@ import math
 
 import ml_collections
 
+from research.train.config import require
+
 
 def run_length(config: ml_collections.ConfigDict, num_train: int,
                num_eval: int) -> tuple[int, int]:
@@ -16,14 +18,12 @@ def run_length(config: ml_collections.ConfigDict, num_train: int,
     ValueError: a batch larger than the training split (no full batch: zero
       steps per epoch), or an empty evaluation split.
   """
-  if num_train < config.batch_size:
-    raise ValueError(
-        f"config.batch_size={config.batch_size} is larger than the {num_train} training "
-        f"examples of {config.data.train_split!r}: not one full batch, so the run would train "
-        "0 steps. Lower config.batch_size or use a larger config.data.train_split.")
-  if num_eval == 0:
-    raise ValueError(f"config.data.eval_split={config.data.eval_split!r} has no examples; "
-                     "choose a split with some.")
+  require(num_train >= config.batch_size, "batch_size", config.batch_size,
+          f"larger than the {num_train} training examples of {config.data.train_split!r}: not "
+          "one full batch, so the run would train 0 steps. Lower it or use a larger "
+          "config.data.train_split.")
+  require(num_eval > 0, "data.eval_split", config.data.eval_split,
+          "has no examples (after data.classes); choose a split with some.")
   steps_per_epoch = num_train // config.batch_size
   total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
   return steps_per_epoch, total_steps
@@ -40,6 +40,6 @@ def require_train_eval(config: ml_collections.ConfigDict, needed_by: str,
       errors (He et al. 2015, Fig. 6)").
     key: the key's path as the user sets it (e.g. "ablation.eval_train_examples").
   """
-  if config.eval_train_examples <= 0:
-    raise ValueError(f"config.{key}={config.eval_train_examples} turns off the training-set "
-                     f"evaluation, which is needed for {needed_by}; set it > 0 (e.g. 10000).")
+  require(config.eval_train_examples > 0, key, config.eval_train_examples,
+          f"turns off the training-set evaluation, which is needed for {needed_by}; set it "
+          "> 0 (e.g. 10000).")

@@ -24,10 +24,11 @@ import ml_collections
 import numpy as np
 
 from research import models
-from research.data import augment as augment_lib, pipeline, tfds_source
+from research.data import augment as augment_lib, datasets, pipeline, tfds_source
 from research.models import summary as summary_lib
 from research.train import (checkpoint, finite, metrics as metrics_lib, optim, preflight,
                             steps, transfer, workdir as workdir_lib)
+from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"
@@ -62,10 +63,6 @@ def _preemption_agreed(step: int) -> bool:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops impossible settings before any work, naming the key to fix."""
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
-
   require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0.")
   require(config.batch_size % jax.device_count() == 0, "batch_size", config.batch_size,
           f"must be divisible by the {jax.device_count()} devices.")
@@ -90,9 +87,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
-  require(len(config.data.mean) == len(config.data.std), "data.std", config.data.std,
-          f"needs one value per channel, like data.mean={config.data.mean}.")
-  require(all(s > 0 for s in config.data.std), "data.std", config.data.std, "must be > 0.")
+  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
   except ValueError as e:
@@ -103,9 +98,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       re.compile(pattern)
     except re.error as e:
       require(False, key, pattern, f"not a regular expression ({e}).")
-  if config.model.name not in models.registry():
-    raise ValueError(f"config.model.name={config.model.name!r}: unknown model. Known: "
-                     f"{', '.join(sorted(models.registry()))}.")
+  require(config.model.name in models.registry(), "model.name", config.model.name,
+          f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
 
 
 def _every(step: int, interval: int, last: int) -> bool:
@@ -155,6 +149,9 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
                                       download=data.download, classes=data.classes)
   eval_data = tfds_source.load_split(data.name, data.eval_split, data.data_dir,
                                      download=data.download, classes=data.classes)
+  mean, std = datasets.normalization(data.name, data.mean, data.std)
+  datasets.check_channels(data.name, mean, train_data.images.shape[-1])
+  logging.info("Standardising with mean=%s, std=%s.", mean, std)
   steps_per_epoch, total_steps = preflight.run_length(config, len(train_data), len(eval_data))
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
   checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
@@ -174,7 +171,7 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
   tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters get zero updates.
 
   # --- Steps ---------------------------------------------------------------
-  norm = dict(mean=tuple(data.mean), std=tuple(data.std))
+  norm = dict(mean=mean, std=std)
   train_step = jax.jit(finite.with_finite_flag(
       steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
                             aux_loss_weight=config.aux_loss_weight,
