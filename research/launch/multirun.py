@@ -23,7 +23,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from research.launch import trial
-from research.train import config as config_lib, metrics as metrics_lib, trainer, workdir as workdir_lib
+from research.train import (config as config_lib, metrics as metrics_lib, trainer,
+                            workdir as workdir_lib)
 
 RESULT_FILE = "result.json"
 
