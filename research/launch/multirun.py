@@ -40,7 +40,7 @@ from absl import logging
 import ml_collections
 
 from research.launch import trial
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, trainer, workdir as workdir_lib
 
 RESULT_FILE = "result.json"
 
@@ -72,8 +72,9 @@ def _check_trainer_keys(config: ml_collections.ConfigDict) -> None:
 
 
 def _config_text(config: ml_collections.ConfigDict) -> str:
-  """The run's whole config, as result.json keeps it to recognise a finished run."""
-  return json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
+  """The run's config as result.json keeps it to recognise a finished run (only
+  trainer keys: run_variant rejects any other)."""
+  return json.dumps(workdir_lib.trainer_config(config), sort_keys=True)
 
 
 def finished_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict | None:

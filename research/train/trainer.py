@@ -5,10 +5,12 @@ checkpoint, evals, loop. A run writes into `workdir`: config.json,
 run_info.json, summary.txt, metrics.jsonl, tensorboard/, checkpoints/. Run it
 again with the same workdir and it resumes from the newest checkpoint; the data
 order is a function of (seed, step), so the resumed run ends with exactly the
-parameters of an uninterrupted one.
+parameters of an uninterrupted one. Nothing is written into `workdir` until
+every check that can fail on bad input has passed; then the run holds the
+workdir's lock (workdir.py). A step with NaN or inf stops the run before it is
+checkpointed (finite.py); a damaged checkpoint is passed over (checkpoint.py).
 """
 
-import math
 import os
 import re
 import signal
@@ -24,7 +26,8 @@ import numpy as np
 from research import models
 from research.data import augment as augment_lib, datasets, pipeline, tfds_source
 from research.models import summary as summary_lib
-from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps, transfer
+from research.train import (checkpoint, finite, metrics as metrics_lib, optim, preflight,
+                            steps, transfer, workdir as workdir_lib)
 from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
@@ -112,15 +115,22 @@ def _interval_steps(config, what: str, steps_per_epoch: int) -> int:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and evaluates config.model on config.data; returns the final metrics."""
-  validate_config(config)
-  start_time = time.time()
+  """Trains and evaluates config.model on config.data; returns the final metrics.
 
-  # --- Logging -------------------------------------------------------------
+  Raises (before writing anything into `workdir`): ValueError for impossible
+  values or a workdir holding a run with another config, workdir.WorkdirBusy
+  when another process trains there. FloatingPointError when training becomes
+  non-finite, checkpoint.CheckpointError when no checkpoint is intact.
+  """
+  with workdir_lib.RunGuard(workdir) as guard:  # Holds the workdir's lock until the end.
+    return _train_and_evaluate(config, workdir, guard)
+
+
+def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> dict:
+  validate_config(config)
+  guard.check(config)  # Another run in workdir: stop before any work.
+  start_time = time.time()
   is_main = jax.process_index() == 0
-  if is_main:
-    run_info.write_run_info(workdir, config)
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
 
   # --- Mesh: the batch is split over every device; the state is replicated.
   # Auto axes: XLA propagates the batch sharding (make_mesh defaults to Explicit).
@@ -142,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mean, std = datasets.normalization(data.name, data.mean, data.std)
   datasets.check_channels(data.name, mean, train_data.images.shape[-1])
   logging.info("Standardising with mean=%s, std=%s.", mean, std)
-  steps_per_epoch = len(train_data) // config.batch_size
-  total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  steps_per_epoch, total_steps = preflight.run_length(config, len(train_data), len(eval_data))
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
   checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
   logging.info("%d training examples, %d eval; %d steps of %d (%.2f epochs).",
@@ -155,9 +164,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = models.get_model(config.model.name, **model_kwargs)
   image_shape = train_data.images.shape[1:]
   summary = summary_lib.summarize(model, image_shape, train=False)  # Checks conv arithmetic.
-  if is_main:
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
-      f.write(summary.table() + "\n")
   logging.info("Model %s: %s parameters.", config.model.name, f"{summary.total_params:,}")
 
   # --- Optimizer -----------------------------------------------------------
@@ -166,14 +172,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Steps ---------------------------------------------------------------
   norm = dict(mean=mean, std=std)
-  train_step = jax.jit(
+  train_step = jax.jit(finite.with_finite_flag(
       steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
                             aux_loss_weight=config.aux_loss_weight,
-                            augment=augment_lib.build(config.augment, train_data.images), **norm),
+                            augment=augment_lib.build(config.augment, train_data.images), **norm)),
       donate_argnums=0, out_shardings=(replicated, replicated))
   eval_step = jax.jit(steps.make_eval_step(model, **norm), out_shardings=replicated)
 
-  # --- Checkpoint: resume from the newest one in workdir, if any. ----------
+  # --- The run is accepted: lock the workdir, write its record. -----------
+  guard.accept(config, write=is_main, files={"summary.txt": summary.table() + "\n"})
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+
+  # --- Checkpoint: resume from the newest intact one in workdir, if any. ---
   state = jax.jit(lambda: steps.create_train_state(
       model, tx, (1, *image_shape), config.seed), out_shardings=replicated)()
   ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
@@ -184,7 +194,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, tx, config.init_from.workdir, config.init_from.include_regex, replicated)
     logging.info("Initialised %s from %s.", ", ".join(copied), config.init_from.workdir)
   start_step = int(state.step)
-  last_saved = start_step if ckpt.latest_step() is not None else None
 
   # --- Evals ---------------------------------------------------------------
   def evaluate(split_data, prefix: str) -> dict:
@@ -223,19 +232,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, last_train, last_eval = [], {}, {}
 
   def flush_train_metrics(step: int) -> dict:
-    """Fetches pending step metrics; stops the run on a NaN or inf loss."""
+    """Fetches pending step metrics; stops the run on a non-finite step."""
     if not pending:
       return last_train
     fetched = jax.device_get(pending)
     pending.clear()
-    losses = np.array([m["loss"] for m in fetched])
-    if not np.all(np.isfinite(losses)):
-      bad = step - len(losses) + 1 + int(np.argmin(np.isfinite(losses)))
-      ckpt.wait()
+    bad = finite.first_nonfinite(fetched, step - len(fetched) + 1)
+    if bad:
       raise FloatingPointError(
-          f"Training loss became {losses[~np.isfinite(losses)][0]} at step {bad}; "
-          f"stopping. The last good checkpoint (step {last_saved}) is kept in "
-          f"{ckpt.directory}. Lower config.optimizer.learning_rate or check the data.")
+          f"Training {bad[1]} at step {bad[0]}; stopping. {ckpt.newest_text()} Lower "
+          "config.optimizer.learning_rate or check the data.")
     means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     means["train/learning_rate"] = float(schedule(step - 1))
     return means
