@@ -6,6 +6,8 @@ project want: decoding once makes the input pipeline ~3x faster than reading
 records per batch).
 """
 
+import os
+
 from absl import logging
 import tensorflow_datasets as tfds
 
