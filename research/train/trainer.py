@@ -1,18 +1,22 @@
-"""The image-classification trainer: `train_and_evaluate(config, workdir)`.
+"""The one training loop: `train(config, workdir)`, for every objective.
 
-Read top to bottom: logging, mesh, input, model, optimizer, steps,
-checkpoint, evals, loop. A run writes into `workdir`: config.json,
-run_info.json, summary.txt, metrics.jsonl, tensorboard/, checkpoints/. Run it
-again with the same workdir and it resumes from the newest checkpoint; the data
-order is a function of (seed, step), so the resumed run ends with exactly the
-parameters of an uninterrupted one.
+What is trained is the objective named by config.objective.name
+(research/train/objectives/: classification, adversarial, gan); this loop owns
+everything else, the same for all of them. Read top to bottom: logging, mesh,
+input, objective, steps, checkpoint, evals, loop. A run writes into `workdir`:
+config.json, run_info.json, summary.txt, metrics.jsonl, tensorboard/,
+checkpoints/. Run it again with the same workdir and it resumes from the newest
+checkpoint; the data order is a function of (seed, step) and the objectives
+take their step keys from (state, step), so the resumed run ends with exactly
+the state of an uninterrupted one.
 """
 
+import dataclasses
 import math
 import os
-import re
 import signal
 import time
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -21,10 +25,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from research import models
-from research.data import augment as augment_lib, pipeline, tfds_source
-from research.models import summary as summary_lib
-from research.train import checkpoint, metrics as metrics_lib, optim, run_info, steps, transfer
+from research.data import pipeline, tfds_source
+from research.data.tfds_source import ArraySplit
+from research.train import checkpoint, metrics as metrics_lib, objectives, run_info
+from research.train.objectives.base import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"
@@ -58,11 +62,8 @@ def _preemption_agreed(step: int) -> bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Stops impossible settings before any work, naming the key to fix."""
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
-
+  """Stops impossible settings before any work, naming the key to fix: the
+  loop's own keys here, the objective's in its module's validate_config."""
   require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0.")
   require(config.batch_size % jax.device_count() == 0, "batch_size", config.batch_size,
           f"must be divisible by the {jax.device_count()} devices.")
@@ -74,35 +75,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           config.total_steps,
           f"set exactly one of total_steps and num_epochs (num_epochs={config.num_epochs}) "
           "to a positive value.")
-  require(config.optimizer.learning_rate > 0, "optimizer.learning_rate",
-          config.optimizer.learning_rate, "must be > 0.")
-  require(config.optimizer.name in optim.OPTIMIZERS, "optimizer.name",
-          config.optimizer.name, f"choose one of {optim.OPTIMIZERS}.")
-  require(config.optimizer.schedule in optim.SCHEDULES, "optimizer.schedule",
-          config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
-  require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
-          config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
   for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
               "eval_every_epochs", "checkpoint_every_epochs"):
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
-  require(len(config.data.mean) == len(config.data.std), "data.std", config.data.std,
-          f"needs one value per channel, like data.mean={config.data.mean}.")
-  require(all(s > 0 for s in config.data.std), "data.std", config.data.std, "must be > 0.")
-  try:
-    augment_lib.parse(config.augment)
-  except ValueError as e:
-    require(False, "augment", config.augment, str(e))
-  for key, pattern in (("freeze", config.freeze),
-                       ("init_from.include_regex", config.init_from.include_regex)):
-    try:
-      re.compile(pattern)
-    except re.error as e:
-      require(False, key, pattern, f"not a regular expression ({e}).")
-  if config.model.name not in models.registry():
-    raise ValueError(f"config.model.name={config.model.name!r}: unknown model. Known: "
-                     f"{', '.join(sorted(models.registry()))}.")
+  objectives.get(config.objective.name).validate_config(config)
 
 
 def _every(step: int, interval: int, last: int) -> bool:
@@ -117,8 +95,33 @@ def _interval_steps(config, what: str, steps_per_epoch: int) -> int:
   return config[f"{what}_every_steps"]
 
 
+@dataclasses.dataclass
+class TrainResult:
+  state: Any      # The objective's final state (steps.TrainState, gan_step.GANState, ...).
+  metrics: dict   # The last train and eval metrics, steps, epochs, num_params, times.
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and evaluates config.model on config.data; returns the final metrics."""
+  """Trains and evaluates config.objective on config.data; returns the final metrics."""
+  return train(config, workdir).metrics
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          train_data: ArraySplit | None = None,
+          eval_fn: Callable[[Any, int], dict] | None = None) -> TrainResult:
+  """Trains (or resumes) config.objective into `workdir`.
+
+  Args:
+    train_data: the training images in memory (e.g. a subset made by the
+      caller); default: config.data.train_split, loaded here.
+    eval_fn: (state, step) -> {name: float}, run at every evaluation after the
+      objective's own, logged under "eval/" (e.g. a GAN's Fréchet distance).
+
+  Raises:
+    ValueError: an impossible config value (before any work).
+    FloatingPointError: a watched train metric became NaN or inf.
+    Preempted: request_preemption() was called; the step is checkpointed.
+  """
   validate_config(config)
   start_time = time.time()
 
@@ -141,55 +144,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- Input ---------------------------------------------------------------
   data = config.data
-  train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
-                                      download=data.download, classes=data.classes)
-  eval_data = tfds_source.load_split(data.name, data.eval_split, data.data_dir,
-                                     download=data.download, classes=data.classes)
+  if train_data is None:
+    train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
+                                        download=data.download, classes=data.classes)
   steps_per_epoch = len(train_data) // config.batch_size
   total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
   checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
-  logging.info("%d training examples, %d eval; %d steps of %d (%.2f epochs).",
-               len(train_data), len(eval_data), total_steps, config.batch_size,
-               total_steps / max(steps_per_epoch, 1))
+  logging.info("%d training examples; %d steps of %d (%.2f epochs).", len(train_data),
+               total_steps, config.batch_size, total_steps / max(steps_per_epoch, 1))
 
-  # --- Model ---------------------------------------------------------------
-  model_kwargs = {"num_classes": train_data.num_classes, **config.model.kwargs.to_dict()}
-  model = models.get_model(config.model.name, **model_kwargs)
-  image_shape = train_data.images.shape[1:]
-  summary = summary_lib.summarize(model, image_shape, train=False)  # Checks conv arithmetic.
+  # --- Objective: model(s), optimizer(s), the pure steps -------------------
+  objective = objectives.get(config.objective.name).Objective(
+      config, train_data, total_steps, workdir)
+  summary_text, num_params = objective.summary()  # Checks conv arithmetic.
   if is_main:
     with open(os.path.join(workdir, "summary.txt"), "w") as f:
-      f.write(summary.table() + "\n")
-  logging.info("Model %s: %s parameters.", config.model.name, f"{summary.total_params:,}")
-
-  # --- Optimizer -----------------------------------------------------------
-  tx, schedule = optim.make_optimizer(config.optimizer, total_steps)
-  tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters get zero updates.
+      f.write(summary_text + "\n")
 
   # --- Steps ---------------------------------------------------------------
-  norm = dict(mean=tuple(data.mean), std=tuple(data.std))
-  train_step = jax.jit(
-      steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
-                            aux_loss_weight=config.aux_loss_weight,
-                            augment=augment_lib.build(config.augment, train_data.images), **norm),
-      donate_argnums=0, out_shardings=(replicated, replicated))
-  eval_step = jax.jit(steps.make_eval_step(model, **norm), out_shardings=replicated)
+  train_step = jax.jit(objective.train_step, donate_argnums=0,
+                       out_shardings=(replicated, replicated))
+  eval_step = (jax.jit(objective.eval_step, out_shardings=replicated)
+               if objective.eval_step is not None else None)
 
   # --- Checkpoint: resume from the newest one in workdir, if any. ----------
-  state = jax.jit(lambda: steps.create_train_state(
-      model, tx, (1, *image_shape), config.seed), out_shardings=replicated)()
+  state = jax.jit(objective.init_state, out_shardings=replicated)()
   ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(state)
-  elif config.init_from.workdir:  # A new run that starts from another run's parameters.
-    state, copied = transfer.init_from_checkpoint(
-        state, tx, config.init_from.workdir, config.init_from.include_regex, replicated)
-    logging.info("Initialised %s from %s.", ", ".join(copied), config.init_from.workdir)
+  else:
+    state = objective.start(state)  # E.g. parameters from another run (init_from).
   start_step = int(state.step)
   last_saved = start_step if ckpt.latest_step() is not None else None
 
-  # --- Evals ---------------------------------------------------------------
+  # --- Evals: the objective's eval step over the eval split (and part of the
+  # training split), its periodic hook, then the caller's eval_fn. ---------
   def evaluate(split_data, prefix: str) -> dict:
     sums = None
     for batch in pipeline.eval_batches(split_data, config.eval_batch_size,
@@ -197,24 +187,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                        process_count=jax.process_count()):
       out = eval_step(state, to_global(batch))
       sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
-    sums = jax.device_get(sums)
-    return {f"{prefix}/loss": float(sums["loss"] / sums["count"]),
-            f"{prefix}/accuracy": float(sums["correct"] / sums["count"]),
-            f"{prefix}/error": float(1 - sums["correct"] / sums["count"])}
+    return {f"{prefix}/{k}": v
+            for k, v in objective.eval_metrics(jax.device_get(sums)).items()}
 
-  train_eval_data = None
-  if config.eval_train_examples:
-    n = min(config.eval_train_examples, len(train_data))
-    train_eval_data = tfds_source.ArraySplit(train_data.images[:n], train_data.labels[:n],
+  eval_splits = {}
+  if eval_step is not None:
+    eval_splits["test"] = tfds_source.load_split(
+        data.name, data.eval_split, data.data_dir, download=data.download,
+        classes=data.classes)
+    if config.eval_train_examples:
+      n = min(config.eval_train_examples, len(train_data))
+      eval_splits["train_eval"] = ArraySplit(train_data.images[:n], train_data.labels[:n],
                                              train_data.class_names)
 
   def run_evals(step: int) -> dict:
-    results = evaluate(eval_data, "test")
-    if train_eval_data is not None:
-      results.update(evaluate(train_eval_data, "train_eval"))
-    writer.write(step, results)
-    logging.info("eval at step %d: %s", step,
-                 ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    results = {}
+    for prefix, split_data in eval_splits.items():
+      results.update(evaluate(split_data, prefix))
+    hooks = {**objective.evaluate(state, step), **(eval_fn(state, step) if eval_fn else {})}
+    results.update({f"eval/{k}": v for k, v in hooks.items()})
+    if results:
+      writer.write(step, results)
+      logging.info("eval at step %d: %s", step,
+                   ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     return results
 
   # --- Loop ----------------------------------------------------------------
@@ -226,23 +221,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   pending, last_train, last_eval = [], {}, {}
 
   def flush_train_metrics(step: int) -> dict:
-    """Fetches pending step metrics; stops the run on a NaN or inf loss."""
+    """Fetches pending step metrics; stops the run on a NaN or inf watched metric."""
     if not pending:
       return last_train
     fetched = jax.device_get(pending)
     pending.clear()
-    losses = np.array([m["loss"] for m in fetched])
-    if not np.all(np.isfinite(losses)):
-      bad = step - len(losses) + 1 + int(np.argmin(np.isfinite(losses)))
-      ckpt.wait()
-      raise FloatingPointError(
-          f"Training loss became {losses[~np.isfinite(losses)][0]} at step {bad}; "
-          f"stopping. The last good checkpoint (step {last_saved}) is kept in "
-          f"{ckpt.directory}. Lower config.optimizer.learning_rate or check the data.")
+    for key in objective.finite_keys:
+      values = np.array([m[key] for m in fetched])
+      if not np.all(np.isfinite(values)):
+        bad = step - len(values) + 1 + int(np.argmin(np.isfinite(values)))
+        ckpt.wait()
+        raise FloatingPointError(
+            f"Training {key} became {values[~np.isfinite(values)][0]} at step {bad}; "
+            f"stopping. The last good checkpoint (step {last_saved}) is kept in "
+            f"{ckpt.directory}. Lower the learning rate or check the data.")
     means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-    means["train/learning_rate"] = float(schedule(step - 1))
+    means.update({f"train/{k}": v for k, v in objective.train_extras(step).items()})
     return means
 
+  if start_step == 0 and objective.evaluate_at_start:
+    last_eval = run_evals(0)
   for step in range(start_step + 1, total_steps + 1):
     state, step_metrics = train_step(state, to_global(next(batches)))
     pending.append(step_metrics)
@@ -251,8 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if _every(step, config.log_every_steps, total_steps):
       last_train = flush_train_metrics(step)
       writer.write(step, last_train)
-      progress.log(step, {k.split("/")[1]: v for k, v in last_train.items()
-                          if k in ("train/loss", "train/accuracy")})
+      progress.log(step, {k: last_train[f"train/{k}"] for k in objective.progress_keys})
     if _every(step, eval_every, total_steps):
       last_eval = run_evals(step)
     preempted = step < total_steps and _preemption_agreed(step)
@@ -273,11 +270,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpt.close()
   writer.close()
 
-  return {
+  return TrainResult(state, {
       **last_train, **last_eval,
       "steps": total_steps,
       "epochs": total_steps / max(steps_per_epoch, 1),
-      "num_params": summary.total_params,
+      "num_params": num_params,
       "wall_time_s": time.time() - start_time,
       "train_images_per_s": progress.images_per_second(total_steps),
-  }
+  })
