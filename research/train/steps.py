@@ -71,10 +71,20 @@ def _running_average_in(frozen: frozenset[str]):
   with their running statistics, as at inference: a frozen layer computes the
   same function during fine-tuning as before it."""
   def interceptor(next_fun, args, kwargs, context):
-    if (isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__"
-        and "/".join(context.module.path) in frozen):
-      kwargs = {**kwargs, "use_running_average": True}
-    return next_fun(*args, **kwargs)
+    module = context.module
+    if not (isinstance(module, nn.BatchNorm) and context.method_name == "__call__"
+            and "/".join(module.path) in frozen):
+      return next_fun(*args, **kwargs)
+    if kwargs.get("use_running_average") is not None:  # Chosen at call time.
+      return next_fun(*args, **{**kwargs, "use_running_average": True})
+    # Chosen in the constructor (this project's models: not train). Flax allows
+    # only one of the two, so the bound instance's field is switched for this call.
+    chosen = module.use_running_average
+    object.__setattr__(module, "use_running_average", True)
+    try:
+      return next_fun(*args, **kwargs)
+    finally:
+      object.__setattr__(module, "use_running_average", chosen)
   return interceptor
 
 
