@@ -45,14 +45,6 @@ class MetricWriter:
       self._tb.close()
 
 
-def fetch_means(pending: list[dict]) -> dict[str, float]:
-  """Fetches the steps' metrics from the device in one transfer, empties
-  `pending`, and returns each metric's mean over those steps."""
-  fetched = jax.device_get(pending)
-  pending.clear()
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-
-
 def read_metrics(workdir: str) -> list[dict]:
   """The rows of a run's metrics.jsonl (a resumed run appends: later rows win)."""
   path = os.path.join(workdir, "metrics.jsonl")
