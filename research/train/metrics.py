@@ -5,7 +5,6 @@ import os
 import time
 
 from absl import logging
-import jax
 import numpy as np
 
 
