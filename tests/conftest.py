@@ -2,6 +2,7 @@
 
 import os
 
+import ml_collections
 import pytest
 
 # Tests never touch the network or a user's TFDS folder: datasets are prepared
@@ -20,6 +21,42 @@ def data_dir() -> str:
   return TEST_DATA_DIR
 
 
+# A run of seconds: 24 steps of 32 on 1,024 Fashion-MNIST images, evaluating on 256
+# at steps 12 and 24, checkpointing every 5 steps.
+TINY_BUDGET = {
+    "data.train_split": "train[:1024]", "data.eval_split": "test[:256]",
+    "batch_size": 32, "eval_batch_size": 128, "num_epochs": 0.0, "total_steps": 24,
+    "log_every_steps": 4, "eval_every_steps": 12, "eval_every_epochs": 0.0,
+    "checkpoint_every_steps": 5, "checkpoint_every_epochs": 0.0, "eval_train_examples": 0,
+}
+
+
+def make_tiny_config(base: ml_collections.ConfigDict | None = None,
+                     **overrides) -> ml_collections.ConfigDict:
+  """A config that trains in seconds: `base` (an experiment's config; default the
+  trainer's, with LeNet-5, dropout 0.3 and SGD at 0.05) with TINY_BUDGET's keys set.
+
+  `overrides` set keys after the budget (total_steps=6; nested ones dotted, as
+  **{"optimizer.learning_rate": 0.1}); a key the config lacks is a KeyError. The
+  base is not changed. For modules that cannot take fixtures (an experiment file that
+  a test loads by path), import this function.
+  """
+  from research.launch import multirun
+  from research.train import config as config_lib
+  if base is None:
+    base = config_lib.base_config()
+    base.model.kwargs = ml_collections.ConfigDict({"dropout": 0.3})
+    base.optimizer.name, base.optimizer.learning_rate = "sgd", 0.05
+    base.optimizer.weight_decay, base.optimizer.schedule = 5e-4, "step"
+  return multirun.variant_config(base, {**TINY_BUDGET, **overrides})
+
+
+@pytest.fixture
+def tiny_config():
+  """The factory `make_tiny_config(base=None, **overrides)`: a fresh tiny config per call."""
+  return make_tiny_config
+
+
 def objective_config(objective: str = "classification", **overrides):
   """A run of the training loop that takes seconds, for each objective.
 
@@ -29,7 +66,6 @@ def objective_config(objective: str = "classification", **overrides):
   checkpoints every 2, evaluations at 3 and 6. Also importable by test
   subprocesses: `from tests.conftest import objective_config`.
   """
-  import ml_collections
   from research.train import config as config_lib
   c = config_lib.base_config()
   c.batch_size, c.eval_batch_size = 32, 128

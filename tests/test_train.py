@@ -8,29 +8,20 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from research import models
 from research.train import checkpoint, config as config_lib, optim, steps, trainer
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_config(**overrides) -> ml_collections.ConfigDict:
-  c = config_lib.base_config()
-  c.data.train_split, c.data.eval_split = "train[:1024]", "test[:256]"
-  c.model.kwargs = ml_collections.ConfigDict({"dropout": 0.3})
-  c.batch_size, c.eval_batch_size = 32, 128
-  c.num_epochs, c.total_steps = 0.0, 24
-  c.log_every_steps, c.eval_every_steps, c.checkpoint_every_steps = 4, 12, 5
-  c.optimizer.name, c.optimizer.learning_rate = "sgd", 0.05
-  c.optimizer.weight_decay, c.optimizer.schedule = 5e-4, "step"
-  for key, value in overrides.items():
-    c[key] = value
-  return c
+# The tiny trainer config now lives in conftest.py (the `tiny_config` fixture); other
+# tests still import it from here until they take the fixture.
+tiny_config = make_tiny_config
 
 
 def final_params(workdir):
