@@ -197,6 +197,9 @@ def main(argv):
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   workdir = _WORKDIR.value or _default_workdir(config_arg) + ("_sweep" if _SWEEP.value else "")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise app.UsageError(f"--workdir={workdir} is a file, not a directory: pass a new "
+                         "directory, or the directory of the run to resume.")
   if _SWEEP.value or _LAUNCHER.value == "slurm":
     try:
       _launch(module, config_file, config_arg.partition(":")[2], workdir)
@@ -207,5 +210,17 @@ def main(argv):
   experiment.run_experiment(module, _CONFIG.value, workdir)
 
 
+def main_with_short_usage_errors(argv):
+  """`main`, with a usage error printed as its one line.
+
+  absl's own handling prints the module docstring and every flag's help
+  (about 90 lines) before the line that says what is wrong.
+  """
+  try:
+    main(argv)
+  except app.UsageError as e:
+    sys.exit(f"FATAL usage error: {e}\nSee the flags with --helpshort.")
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=parse_flags)
+  app.run(main_with_short_usage_errors, flags_parser=parse_flags)

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from research import models
-from research.data import pipeline, tfds_source
+from research.data import datasets, pipeline, tfds_source
 from research.train import steps
 
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
@@ -49,7 +49,8 @@ def main(_):
   model = models.get_model("lenet5")
   tx = optax.adam(1e-3)
   state = steps.create_train_state(model, tx, (1, 28, 28, 1), seed=0)
-  step = jax.jit(steps.make_train_step(model, tx, mean=(0.286,), std=(0.353,)),
+  mean, std = datasets.normalization("fashion_mnist")
+  step = jax.jit(steps.make_train_step(model, tx, mean=mean, std=std),
                  donate_argnums=0)
   batch = next(pipeline.train_batches(in_memory, bs, seed=0, prefetch=0))
   state, m = step(state, batch)

@@ -52,6 +52,7 @@ import os
 import ml_collections
 
 from research import models
+from research.data import datasets
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, trainer
@@ -156,7 +157,8 @@ def _fig1(config, workdir: str) -> dict:
     metrics[f"fig1/{act}/steps_to_25pct"] = float("nan") if to_25 is None else to_25
   metrics["fig1/speedup"] = (metrics["fig1/tanh/steps_to_target"]
                              / metrics["fig1/relu/steps_to_target"])
-  steps_per_epoch = 60_000 // config.fig1.batch_size
+  train_size = datasets.get(config.fig1.data.name).splits["train"]  # Fig. 1 trains on all of it.
+  steps_per_epoch = train_size // config.fig1.batch_size
   multirun.plot_curves(
       {f"{act} (lr {metrics[f'fig1/{act}/learning_rate']:g})":
        ([s / steps_per_epoch for s in error[best[act]][0]], error[best[act]][1])

@@ -66,7 +66,6 @@ and keys and batches are functions of (seed, step). Sample grids every
 `sample_every_steps` are in <workdir>/<gan>/samples/.
 """
 
-import dataclasses
 import os
 import time
 
@@ -77,7 +76,7 @@ import ml_collections
 import numpy as np
 
 from research import models
-from research.data import tfds_source
+from research.data import datasets, tfds_source
 from research.eval import baselines, frechet, gan_figures, parzen, plots
 from research.models import gan as gan_models
 from research.ops import gan as gan_ops
@@ -85,24 +84,16 @@ from research.report import Claim
 from research.train import checkpoint, config as config_lib, gan_step
 from research.train import metrics as metrics_lib, steps, trainer
 from research.train.objectives import gan as gan_objective
+from research.train.config import require
 
 DATASETS = {
     "": dict(name="fashion_mnist", train_split="train[:50000]",
              validation_split="train[50000:51000]", test_split="test",
-             mean=config_lib.FASHION_MNIST_MEAN, std=config_lib.FASHION_MNIST_STD,
              classifier_epochs=6.0),
     "mnist": dict(name="mnist_5k", train_split="train", validation_split="train[:1000]",
-                  test_split="test", mean=(0.1307,), std=(0.3081,), classifier_epochs=30.0),
+                  test_split="test", classifier_epochs=30.0),
 }
 OPTIMIZERS = gan_objective.OPTIMIZERS
-
-
-def _fields(ctor, **overrides) -> dict:
-  """A Flax module's plain constructor fields and defaults, so flags can override each."""
-  fields = {f.name: f.default for f in dataclasses.fields(ctor)
-            if f.name not in ("parent", "name")
-            and isinstance(f.default, (bool, int, float, str, tuple))}
-  return {**fields, **overrides}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -122,7 +113,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # standard trainer into <workdir>/classifier (or reused from classifier_workdir).
   c.classifier = config_lib.base_config()
   c.classifier.data.name = d["name"]
-  c.classifier.data.mean, c.classifier.data.std = d["mean"], d["std"]
   c.classifier.model.name = "lenet5"
   c.classifier.model.kwargs = ml_collections.ConfigDict(models.default_kwargs("lenet5"))
   c.classifier.num_epochs = d["classifier_epochs"]
@@ -137,8 +127,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Adam as DCGAN §4; adam's learning rates are per player (g_, d_).
   adam = dict(name="adam", g_learning_rate=2e-4, d_learning_rate=2e-4, b1=0.5)
   c.gan_mlp = ml_collections.ConfigDict(dict(
-      generator=_fields(gan_models.MLPGenerator),
-      discriminator=_fields(gan_models.MaxoutDiscriminator),
+      generator=models.config_kwargs(gan_models.MLPGenerator, "MLPGenerator"),
+      discriminator=models.config_kwargs(gan_models.MaxoutDiscriminator,
+                                          "MaxoutDiscriminator"),
       optimizer=adam, batch_size=100, total_steps=10_000, init_output_bias=True,
       sample_with_batch_stats=False))
   if c.arg == "mnist":
@@ -147,8 +138,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # train stably.
     c.gan_mlp.optimizer.g_learning_rate, c.gan_mlp.optimizer.d_learning_rate = 5e-4, 1e-4
   c.dcgan = ml_collections.ConfigDict(dict(
-      generator=_fields(gan_models.DCGANGenerator, width=32),
-      discriminator=_fields(gan_models.DCGANDiscriminator, width=32),
+      generator=models.config_kwargs(gan_models.DCGANGenerator, "DCGANGenerator", width=32),
+      discriminator=models.config_kwargs(gan_models.DCGANDiscriminator, "DCGANDiscriminator",
+                                          width=32),
       optimizer=adam, batch_size=64, total_steps=5_000, init_output_bias=False,
       sample_with_batch_stats=False))
 
@@ -164,9 +156,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
   gans = config.gans.split(",")
   for name in gans:
     require(name in gan_models.GAN_MODELS, "gans", config.gans,
@@ -201,7 +190,7 @@ def train_classifier(config, workdir: str):
   _, arrays = checkpoint.load_arrays(cls_dir)
   params = jax.tree.map(jnp.asarray, arrays["params"])
   model = models.get_model(cls.model.name, **cls.model.kwargs.to_dict())
-  mean, std = tuple(cls.data.mean), tuple(cls.data.std)
+  mean, std = datasets.normalization(cls.data.name, cls.data.mean, cls.data.std)
 
   @jax.jit
   def feature_batch(x):

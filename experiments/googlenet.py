@@ -42,6 +42,7 @@ import os
 import ml_collections
 
 from research import models
+from research.data import datasets
 from research.launch import multirun
 from research.models import summary
 from research.report import Claim
@@ -102,7 +103,8 @@ def _small_costs(config) -> dict:
   metrics = {}
   for name, plain in (("inception", 0.0), ("plain", config.plain_width)):
     kwargs = {**config.model.kwargs.to_dict(), "plain_width": plain}
-    s = summary.summarize(models.get_model(config.model.name, **kwargs), (28, 28, 1))
+    s = summary.summarize(models.get_model(config.model.name, **kwargs),
+                          datasets.get(config.data.name).image_shape)
     metrics[f"{name}/macs"] = s.total_macs
     metrics[f"{name}/inference_params"] = s.total_params
   metrics["plain_over_inception_macs"] = metrics["plain/macs"] / metrics["inception/macs"]

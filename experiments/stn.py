@@ -102,6 +102,7 @@ from research.eval import stn_figures
 from research.launch import multirun
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, trainer
+from research.train.config import require
 
 ARGS = ("tps", "proj", "tc", "fashion", "full")
 DATASET_NAMES = {"r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC"}
@@ -222,10 +223,6 @@ def cell_config(config, cell: Cell) -> ml_collections.ConfigDict:
 
 def validate_config(config) -> None:
   """Every cell's config must be one the trainer accepts; the names must exist."""
-  def require(ok, key, value, why):
-    if not ok:
-      raise ValueError(f"config.{key}={value!r}: {why}")
-
   stn = config.stn
   require(stn.source in ("mnist_5k", "fashion_mnist"), "stn.source", stn.source,
           "choose mnist_5k or fashion_mnist.")

@@ -64,7 +64,7 @@ import numpy as np
 import optax
 
 from research import models
-from research.data import augment, photos as photos_lib, tfds_source
+from research.data import augment, datasets, photos as photos_lib, tfds_source
 from research.eval import zfnet_figures
 from research.launch import multirun
 from research.ops import deconvnet, occlusion
@@ -262,7 +262,7 @@ def fashion_mnist(config, workdir: str) -> dict:
                                 data.labels[:config.vis.examples], data.class_names)
   model = models.get_model(config.model.name, num_classes=data.num_classes,
                            **config.model.kwargs.to_dict())
-  mean, std = tuple(config.data.mean), tuple(config.data.std)
+  mean, std = datasets.normalization(config.data.name, config.data.mean, config.data.std)
   images01 = data.images.astype(np.float32) / 255.0
   occ = _confident_examples(model, params, images01, data.labels, mean, std,
                             config.vis.occlusion_images)

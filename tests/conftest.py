@@ -37,18 +37,17 @@ def make_tiny_config(base: ml_collections.ConfigDict | None = None,
   trainer's, with LeNet-5, dropout 0.3 and SGD at 0.05) with TINY_BUDGET's keys set.
 
   `overrides` set keys after the budget (total_steps=6; nested ones dotted, as
-  **{"optimizer.learning_rate": 0.1}); a key the config lacks is a KeyError. The
+  **{"optimizer.learning_rate": 0.1}); a key the config lacks is a ValueError. The
   base is not changed. For modules that cannot take fixtures (an experiment file that
   a test loads by path), import this function.
   """
-  from research.launch import multirun
   from research.train import config as config_lib
   if base is None:
     base = config_lib.base_config()
     base.model.kwargs = ml_collections.ConfigDict({"dropout": 0.3})
     base.optimizer.name, base.optimizer.learning_rate = "sgd", 0.05
     base.optimizer.weight_decay, base.optimizer.schedule = 5e-4, "step"
-  return multirun.variant_config(base, {**TINY_BUDGET, **overrides})
+  return config_lib.override(base, {**TINY_BUDGET, **overrides})
 
 
 @pytest.fixture

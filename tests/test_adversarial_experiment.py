@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from research import models
-from research.data import tfds_source
+from research.data import datasets, tfds_source
 from research.eval import attack_curves
 from research.launch import experiment
 from research.train import checkpoint, steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MEAN, STD = (0.1307,), (0.3081,)
+MEAN, STD = datasets.get("mnist_5k").mean, datasets.get("mnist_5k").std
 
 
 def tiny_config(module):

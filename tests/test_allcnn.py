@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from research import models, report
+from research.data import datasets
 from research.launch import experiment
 from research.models import allcnn as allcnn_model, summary
 
@@ -93,7 +94,8 @@ def test_configs_validate_and_state_claims(arg):
   assert "python launch.py --config=experiments/allcnn.py" in module.__doc__
   assert "minutes" in module.__doc__
   if arg == "cifar10":
-    assert config.model.kwargs.width == 1.0 and len(config.data.mean) == 3
+    mean, _ = datasets.normalization(config.data.name, config.data.mean, config.data.std)
+    assert config.model.kwargs.width == 1.0 and len(mean) == 3  # CIFAR-10's channels.
 
 
 def test_bad_values_are_errors_naming_the_key():

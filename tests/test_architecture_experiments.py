@@ -11,7 +11,7 @@ import pytest
 from research import models, report
 from research.launch import experiment, multirun
 from research.models import summary
-from research.train import metrics as metrics_lib, trainer
+from research.train import config as config_lib, metrics as metrics_lib, trainer
 from tests.test_train import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,16 +100,6 @@ def test_scaled_variants_for_the_experiments():
 
 # --- The multi-run helper ---------------------------------------------------------
 
-def test_variant_config_sets_dotted_keys_only_if_they_exist():
-  base = tiny_config()
-  config = multirun.variant_config(base, {"optimizer.learning_rate": 0.1,
-                                          "model.kwargs.dropout": 0.0})
-  assert config.optimizer.learning_rate == 0.1 and config.model.kwargs.dropout == 0.0
-  assert base.optimizer.learning_rate == 0.05   # The base is not changed.
-  with pytest.raises(KeyError, match="no_such_key"):
-    multirun.variant_config(base, {"optimizer.no_such_key": 1})
-
-
 def _fake_trainer(calls: list):
   """Stands in for trainer.train_and_evaluate: logs two evals, returns metrics."""
   def train_and_evaluate(config, workdir):
@@ -159,7 +149,7 @@ def test_a_diverging_variant_is_a_result_when_allowed(tmp_path, monkeypatch):
     multirun.run_variants(tiny_config(), hot, str(tmp_path / "x"))
   results = multirun.run_variants(tiny_config(), hot, str(tmp_path / "y"), divergence_ok=True)
   assert results == {"hot": {"diverged": 1.0}}
-  assert multirun.finished_metrics(multirun.variant_config(tiny_config(), hot["hot"]),
+  assert multirun.finished_metrics(config_lib.override(tiny_config(), hot["hot"]),
                                    str(tmp_path / "y" / "hot")) == {"diverged": 1.0}
 
 

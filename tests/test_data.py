@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from research.data import builders, pipeline, tfds_source
+from research.data import builders, datasets, pipeline, tfds_source
 
 
 def test_real_fashion_mnist_is_the_full_dataset(data_dir):
@@ -16,9 +16,12 @@ def test_real_fashion_mnist_is_the_full_dataset(data_dir):
   assert len(test) == 10000
   assert np.bincount(train.labels).tolist() == [6000] * 10
   assert train.class_names[0] == "T-shirt/top" and train.num_classes == 10
-  # The known training-set pixel statistics (the normalisation constants we use).
+  # The registered statistics (the normalisation constants we use) are the data's.
+  known = datasets.get("fashion_mnist")
   x = train.images / 255.0
-  assert abs(x.mean() - 0.2860) < 1e-3 and abs(x.std() - 0.3530) < 1e-3
+  assert abs(x.mean() - known.mean[0]) < 1e-3 and abs(x.std() - known.std[0]) < 1e-3
+  assert (len(train), len(test)) == (known.splits["train"], known.splits["test"])
+  assert train.images.shape[1:] == known.image_shape
   # TFDS stores the IDX file's images (in its own shuffled order).
   raw = builders.read_idx(f"{builders.fashion_mnist_source_dir()}/t10k-images-idx3-ubyte.gz")
   assert sorted(x.tobytes() for x in test.images[..., 0]) == sorted(x.tobytes() for x in raw)

@@ -66,9 +66,9 @@ def test_transfer_variants_copy_and_freeze_the_first_n_layers(tmp_path):
   recipe = module.recipe_variants(config, "w")
   assert recipe["digits_frozen"]["freeze"] == recipe["digits_frozen"]["init_from.include_regex"]
   assert "fc8" not in recipe["digits_finetuned"]["init_from.include_regex"]
-  from research.launch import multirun
+  from research.train import config as config_lib
   for overrides in [*variants.values(), *recipe.values()]:
-    module.validate_config(multirun.variant_config(config, overrides))
+    module.validate_config(config_lib.override(config, overrides))
 
 
 def test_zfnet_visualization_end_to_end(data_dir, tmp_path):

@@ -66,3 +66,36 @@ def test_experiment_runs_end_to_end_and_writes_its_report(data_dir, tmp_path):
                  "--config.num_epochs=2", "--config.eval_train_examples=512",
                  "--config.model.kwargs.dropout=0.1")
   assert again.returncode == 0 and "Restoring checkpoint of step 32" in again.stderr
+
+
+def test_every_model_field_is_a_flag_whatever_its_registration():
+  # nin_small is a functools.partial of NiN: its fields used to be missing
+  # from config.model.kwargs, so this was "unknown config key".
+  result = launch("--config=experiments/nin.py", "--config.model.kwargs.dropout=0.3",
+                  "--print_config")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "dropout: 0.3" in result.stdout and "widths:" in result.stdout
+
+
+@pytest.mark.parametrize("args,line", [
+    (["--config=experiments/lenet.py", "--config.batch_size=0"],
+     "FATAL usage error: config.batch_size=0: must be > 0."),
+    (["--config=experiments/lenet.py", "stray"], "FATAL usage error: Unexpected arguments"),
+    (["--summary=config"], "FATAL usage error: --summary=config needs --config."),
+])
+def test_usage_errors_print_their_line_not_the_flag_help(args, line, tmp_path):
+  # Before: absl printed the docstring and the help of every flag (~90 lines) first.
+  result = launch(*args, f"--workdir={tmp_path}/w")
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert lines[0].startswith(line) and len(lines) == 2, result.stderr[-3000:]
+
+
+def test_a_workdir_that_is_a_file_is_named_as_such(tmp_path):
+  path = tmp_path / "notes.txt"
+  path.write_text("mine")
+  result = launch("--config=experiments/lenet.py", f"--workdir={path}")
+  # Before: "FileExistsError: [Errno 17] File exists", from deep inside the run.
+  assert result.returncode == 1
+  assert f"--workdir={path} is a file, not a directory" in result.stderr
+  assert path.read_text() == "mine"

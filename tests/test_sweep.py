@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -74,6 +75,22 @@ def test_plan_records_overrides_and_refuses_a_changed_sweep(tmp_path):
     sweep.plan(module, TINY, "", str(tmp_path), extra={"seed": 4})
   with pytest.raises(ValueError, match="is swept by the experiment"):
     sweep.plan(module, TINY, "", str(tmp_path), extra={"optimizer.learning_rate": 1.0})
+
+
+def test_the_rerun_command_is_shell_quoted(tmp_path):
+  # Before: pasted into a shell, this workdir ran `touch X` after the command.
+  workdir = str(tmp_path / "run; touch X")
+  spec = {"config_file": os.path.join(trial.ROOT, "experiments", "lenet.py"), "arg": "",
+          "overrides": {"model.kwargs.activation": "scaled tanh", "seed": 3}}
+  command = trial.launch_command(spec, workdir)
+  assert shlex.split(command) == [
+      "python", "launch.py", "--config=experiments/lenet.py", f"--workdir={workdir}",
+      "--config.model.kwargs.activation=scaled tanh", "--config.seed=3"]
+  printf = command.replace("python launch.py", "printf '%s\\n'", 1)  # Each argument on a line.
+  echoed = subprocess.run(["bash", "-c", printf], cwd=tmp_path, capture_output=True, text=True,
+                          check=True)
+  assert echoed.stdout.splitlines()[1] == f"--workdir={workdir}"
+  assert not (tmp_path / "X").exists()
 
 
 def test_command_line_overrides_are_the_differences_from_get_config():

@@ -16,11 +16,14 @@ and `dataset_info.json`), which `tfds.data_source(..., download=False)` reads.
 
 import gzip
 import os
+import zlib
 
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+from research.data import datasets
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 _IDX_FILES = {
@@ -29,16 +32,77 @@ _IDX_FILES = {
 }
 
 
-def read_idx(path: str) -> np.ndarray:
-  """Reads an IDX file (optionally gzipped) into an array of its stored shape."""
+class DataFileError(ValueError):
+  """A source file of a dataset is damaged or does not match the others."""
+
+
+def read_idx(path: str, fix: str = "replace it with an intact copy") -> np.ndarray:
+  """Reads an IDX file (optionally gzipped) into a uint8 array of its stored shape.
+
+  IDX (LeCun's MNIST format): two zero bytes, a type code (0x08: unsigned
+  byte), the number of dimensions d, d big-endian uint32 sizes, then the data.
+
+  Raises:
+    DataFileError: naming `path`, what is wrong (a cut gzip stream, a header
+      that is not IDX, a payload shorter or longer than the header's shape)
+      and `fix`.
+  """
   opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rb") as f:
-    data = f.read()
-  zero, dtype_code, ndim = data[0] * 256 + data[1], data[2], data[3]
-  if zero != 0 or dtype_code != 0x08:
-    raise ValueError(f"{path} is not an unsigned-byte IDX file.")
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError.
+    raise DataFileError(f"{path} is damaged: its gzip stream cannot be read ({e}). To fix: "
+                        f"{fix}.") from e
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+    raise DataFileError(f"{path} is not an unsigned-byte IDX file (its first bytes are "
+                        f"{data[:4].hex() or 'missing'}, not 000008..). To fix: {fix}.")
+  ndim = data[3]
+  offset = 4 + 4 * ndim
+  if len(data) < offset:
+    raise DataFileError(f"{path} is cut inside its IDX header ({len(data)} bytes). To fix: "
+                        f"{fix}.")
   shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-  return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+  expected = offset + int(np.prod(shape, dtype=np.int64))
+  if len(data) != expected:
+    what = "truncated" if len(data) < expected else "longer than its header says"
+    raise DataFileError(
+        f"{path} is {what}: its header gives shape {shape}, {expected:,} bytes in all, but it "
+        f"holds {len(data):,}. To fix: {fix}.")
+  return np.frombuffer(data, np.uint8, offset=offset).reshape(shape)
+
+
+def read_idx_split(images_path: str, labels_path: str, known: datasets.Dataset, split: str,
+                   fix: str) -> tuple[np.ndarray, np.ndarray]:
+  """Images uint8 [N, H, W, C] and labels uint8 [N] of one split, checked.
+
+  The two files must hold the same number of examples, that number must be
+  the split's known size, the images the dataset's shape and the labels in
+  [0, num_classes).
+
+  Raises:
+    DataFileError: naming the file(s), what is wrong and `fix`.
+  """
+  images, labels = read_idx(images_path, fix), read_idx(labels_path, fix)
+  if images.ndim == 3:
+    images = images[..., None]
+  if labels.ndim != 1:
+    raise DataFileError(f"{labels_path} holds an array of shape {labels.shape}, not a list "
+                        f"of labels. To fix: {fix}.")
+  if len(images) != len(labels):
+    raise DataFileError(f"{images_path} holds {len(images):,} images but {labels_path} holds "
+                        f"{len(labels):,} labels; they must match. To fix: {fix}.")
+  if len(labels) != known.splits[split]:
+    raise DataFileError(f"{labels_path} and {images_path} hold {len(labels):,} examples, but "
+                        f"{known.name}'s {split} split has {known.splits[split]:,}. To fix: "
+                        f"{fix}.")
+  if images.shape[1:] != known.image_shape:
+    raise DataFileError(f"{images_path} holds images of shape {images.shape[1:]}, not "
+                        f"{known.name}'s {known.image_shape}. To fix: {fix}.")
+  if labels.max(initial=0) >= known.num_classes:
+    raise DataFileError(f"{labels_path} holds label {labels.max()}, outside {known.name}'s "
+                        f"[0, {known.num_classes}). To fix: {fix}.")
+  return images, labels
 
 
 def fashion_mnist_source_dir() -> str:
@@ -54,6 +118,8 @@ class LocalFashionMNIST(tfds_mnist.FashionMNIST, skip_registration=True):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing is downloaded.
     src = fashion_mnist_source_dir()
+    fix = ("reinstall the files with `apt-get install --reinstall dataset-fashion-mnist`, or "
+           "point $FASHION_MNIST_DIR at a folder holding intact copies of the four IDX .gz files")
     missing = [f for pair in _IDX_FILES.values() for f in pair
                if not os.path.exists(os.path.join(src, f))]
     if missing:
@@ -61,13 +127,15 @@ class LocalFashionMNIST(tfds_mnist.FashionMNIST, skip_registration=True):
           f"Fashion-MNIST IDX files {missing} not found in {src}. Install them "
           "with `apt-get install dataset-fashion-mnist`, or point "
           "$FASHION_MNIST_DIR at a folder holding the four IDX .gz files.")
-    return {split: self._generate_examples(
-        os.path.join(src, images), os.path.join(src, labels))
-            for split, (images, labels) in _IDX_FILES.items()}
+    # Every file is read and checked before any example is written.
+    known = datasets.get(self.name)
+    arrays = {split: read_idx_split(os.path.join(src, images), os.path.join(src, labels),
+                                    known, split, fix)
+              for split, (images, labels) in _IDX_FILES.items()}
+    return {split: self._generate_examples(images, labels)
+            for split, (images, labels) in arrays.items()}
 
-  def _generate_examples(self, images_path, labels_path):
-    images = read_idx(images_path)[..., None]
-    labels = read_idx(labels_path)
+  def _generate_examples(self, images, labels):
     for index, (image, label) in enumerate(zip(images, labels)):
       yield index, {"image": _png(image), "label": int(label)}
 

@@ -28,25 +28,6 @@ from research.train import config as config_lib, metrics as metrics_lib, trainer
 RESULT_FILE = "result.json"
 
 
-def variant_config(base: ml_collections.ConfigDict,
-                   overrides: dict) -> ml_collections.ConfigDict:
-  """A copy of `base` with dotted keys set, e.g. {"model.kwargs.activation": "tanh"}.
-
-  Only existing keys can be set (a typo is an error naming the key), and
-  tuples may replace lists and vice versa.
-  """
-  config = base.copy_and_resolve_references()
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    if leaf not in node:
-      raise KeyError(f"Variant override {key!r}: the config has no key {leaf!r} there.")
-    node[leaf] = value
-  return config
-
-
 def _config_text(config: ml_collections.ConfigDict) -> str:
   """The keys the trainer reads: an experiment's own keys do not change a run."""
   trainer_keys = config_lib.base_config().keys()
@@ -94,8 +75,8 @@ def run_variants(base: ml_collections.ConfigDict, variants: dict[str, dict],
   for name, overrides in variants.items():
     logging.info("Variant %s (%d of %d): %s", name, len(results) + 1, len(variants),
                  overrides)
-    results[name] = run_variant(variant_config(base, overrides), os.path.join(workdir, name),
-                                divergence_ok=divergence_ok)
+    config = config_lib.override(base, overrides, what=f"Variant {name!r} override")
+    results[name] = run_variant(config, os.path.join(workdir, name), divergence_ok=divergence_ok)
   return results
 
 

@@ -15,10 +15,13 @@ subprocess); `SlurmTrial` is the callable that submitit pickles into a job.
 import datetime
 import json
 import os
+import shlex
 import signal
 import sys
 import time
 import traceback
+
+from research.train import config as config_lib  # ml_collections only: no JAX.
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -82,37 +85,21 @@ def config_arg(spec: dict) -> str:
   return path + (f":{spec['arg']}" if spec.get("arg") else "")
 
 
-def apply_overrides(config, overrides: dict) -> None:
-  """Sets dotted keys ("optimizer.learning_rate") with ConfigDict's type checks."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      node = node.get(part) if hasattr(node, "get") else None
-    if node is None or not hasattr(node, "get") or leaf not in node:
-      raise ValueError(f"Sweep override {key}={value!r}: the config has no key {key!r}. "
-                       "See the keys with `python launch.py --config=... --print_config`.")
-    if isinstance(node[leaf], tuple) and isinstance(value, list):
-      value = tuple(value)  # JSON has no tuples.
-    try:
-      node[leaf] = value
-    except TypeError as e:
-      raise ValueError(f"Sweep override {key}={value!r}: {e}") from e
-
-
 def make_config(module, arg: str, overrides: dict):
-  config = module.get_config(arg or None)
-  apply_overrides(config, overrides)
-  return config
+  return config_lib.override(module.get_config(arg or None), overrides, what="Sweep override")
 
 
 def launch_command(spec: dict, workdir: str) -> str:
-  """The launch.py command that reruns this trial alone (shown in report.md)."""
-  args = [f"--config={config_arg(spec)}", f"--workdir={workdir}"]
+  """The launch.py command that reruns this trial alone (shown in report.md).
+
+  Shell-quoted: pasted into a shell, a workdir or value with spaces, quotes or
+  `;` stays one argument instead of running as a command.
+  """
+  args = ["python", "launch.py", f"--config={config_arg(spec)}", f"--workdir={workdir}"]
   args += [f"--config.{k}={v}" for k, v in spec["overrides"].items()]
   if spec.get("distributed"):
     args.append("--distributed")
-  return "python launch.py " + " ".join(args)
+  return shlex.join(args)
 
 
 # --- Running -------------------------------------------------------------

@@ -9,9 +9,9 @@ returned as `features[AUX_LOGITS] = {head name: logits [B, num_classes]}`
 adding a module: nothing here needs editing.
 """
 
-import dataclasses
 import functools
 import importlib
+import inspect
 import pkgutil
 
 import flax.linen as nn
@@ -43,23 +43,51 @@ def get_model(name: str, **kwargs) -> nn.Module:
     raise ValueError(f"Bad arguments {kwargs} for model {name!r}: {e}") from e
 
 
-def default_kwargs(name: str, **overrides) -> dict:
-  """The model's constructor fields with their defaults (plain values only), updated.
+# Fields that are not the model's to expose: Flax's module plumbing, and the
+# class count, which the trainer takes from the data.
+_NOT_KWARGS = ("parent", "name", "num_classes")
+# Values a ConfigDict can hold and a `--config.model.kwargs.X=...` flag can set.
+_PLAIN = (bool, int, float, str, tuple)
 
-  Putting all of them in config.model.kwargs lets `--config.model.kwargs.X=...`
-  override any of them, type-checked, and `--print_config` show them.
+
+def constructor_fields(ctor) -> dict:
+  """{name: default} of every keyword argument `ctor` accepts with a default.
+
+  One rule for every way a model is registered: a Flax module class (its
+  dataclass fields), a `functools.partial` of one (the partial's keywords are
+  the new defaults, its positional arguments are bound), or a function
+  (its keyword parameters; what it takes through **kwargs is not visible,
+  so register a partial instead). `inspect.signature` reads all three.
+  """
+  params = inspect.signature(ctor).parameters.values()
+  return {p.name: p.default for p in params
+          if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty}
+
+
+def config_kwargs(ctor, label: str, **overrides) -> dict:
+  """`ctor`'s fields with plain defaults (see `constructor_fields`), updated by `overrides`.
+
+  What a config holds for a module, so that `--config....kwargs.X=...` can
+  override any field, type-checked, and `--print_config` shows them. Fields
+  whose default is not a plain value (None, a callable, a dtype) are left out
+  and keep their default; `num_classes` comes from the data.
+
+  Raises:
+    ValueError: an override that is not one of the fields (named with `label`).
+  """
+  fields = {k: v for k, v in constructor_fields(ctor).items() if k not in _NOT_KWARGS}
+  unknown = set(overrides) - set(fields)
+  if unknown:
+    raise ValueError(f"{label} has no fields {sorted(unknown)}; it has {sorted(fields)}.")
+  return {**{k: v for k, v in fields.items() if isinstance(v, _PLAIN)}, **overrides}
+
+
+def default_kwargs(name: str, **overrides) -> dict:
+  """`config_kwargs` of the model registered as `name`: its config.model.kwargs.
+
+  Raises:
+    ValueError: unknown model, or an override that is not one of its fields.
   """
   if name not in registry():
     raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry()))}.")
-  ctor = registry()[name]
-  kwargs = {}
-  if dataclasses.is_dataclass(ctor):
-    for field in dataclasses.fields(ctor):
-      if field.name in ("parent", "name", "num_classes"):
-        continue
-      if isinstance(field.default, (bool, int, float, str, tuple)):
-        kwargs[field.name] = field.default
-  unknown = set(overrides) - set(kwargs)
-  if unknown and dataclasses.is_dataclass(ctor):
-    raise ValueError(f"Model {name!r} has no fields {sorted(unknown)}; it has {sorted(kwargs)}.")
-  return {**kwargs, **overrides}
+  return config_kwargs(registry()[name], f"Model {name!r}", **overrides)

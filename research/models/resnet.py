@@ -144,14 +144,20 @@ class ResNet(nn.Module):
     return logits, features
 
 
-def cifar_resnet(depth: int, *, plain: bool = False, **kwargs) -> ResNet:
-  """The 6n+2-layer CIFAR-10 net of §4.2 (10 classes unless given)."""
+def cifar_resnet(depth: int, *, plain: bool = False) -> functools.partial:
+  """The 6n+2-layer CIFAR-10 net of §4.2 (10 classes unless given), as a constructor.
+
+  A partial of `ResNet`, so every field stays a keyword (and a
+  `config.model.kwargs` key): cifar_resnet(20)(num_classes=100).
+
+  Raises:
+    ValueError: depth is not 6n + 2.
+  """
   if (depth - 2) % 6:
     raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}.")
   n = (depth - 2) // 6
-  kwargs.setdefault("num_classes", 10)
-  return ResNet(blocks=(n, n, n), widths=(16, 32, 64), shortcut=None if plain else "A",
-                cifar_stem=True, **kwargs)
+  return functools.partial(ResNet, num_classes=10, blocks=(n, n, n), widths=(16, 32, 64),
+                           shortcut=None if plain else "A", cifar_stem=True)
 
 
 _IMAGENET = {
@@ -164,6 +170,6 @@ _IMAGENET = {
 
 MODELS = {
     **{f"resnet{d}": functools.partial(ResNet, **cfg) for d, cfg in _IMAGENET.items()},
-    **{f"resnet{d}": functools.partial(cifar_resnet, d) for d in (20, 32, 44, 56, 110)},
-    **{f"plain{d}": functools.partial(cifar_resnet, d, plain=True) for d in (20, 32, 44, 56, 110)},
+    **{f"resnet{d}": cifar_resnet(d) for d in (20, 32, 44, 56, 110)},
+    **{f"plain{d}": cifar_resnet(d, plain=True) for d in (20, 32, 44, 56, 110)},
 }

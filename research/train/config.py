@@ -1,10 +1,12 @@
-"""The trainer's config keys and their defaults; experiments start from here."""
+"""The trainer's config keys and their defaults; experiments start from here.
+
+Also the two config helpers every layer above uses: `require`, the one form
+of a config check, and `override`, the one way to set dotted keys (variants
+of a multi-run experiment, sweep runs).
+"""
 
 import ml_collections
 from ml_collections import config_dict
-
-# Fashion-MNIST's pixel mean and standard deviation (training split, [0, 1] scale).
-FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,), (0.3530,)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -18,8 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_split = "test"
   c.data.data_dir = config_dict.placeholder(str)  # Default: $TFDS_DATA_DIR or ~/tensorflow_datasets.
   c.data.download = False
-  c.data.mean = FASHION_MNIST_MEAN
-  c.data.std = FASHION_MNIST_STD
+  # Per-channel pixel statistics ([0, 1] scale) to standardise with; empty:
+  # the dataset's own, from research/data/datasets.py.
+  c.data.mean = ()
+  c.data.std = ()
   c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
 
   # What is trained, by name (research/train/objectives/): classification |
@@ -74,3 +78,42 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_epochs = 0.0
   c.keep_checkpoints = 3
   return c
+
+
+def require(ok: bool, key: str, value, why: str) -> None:
+  """The one config check: raises ValueError "config.<key>=<value>: <why>" unless ok.
+
+  `why` says what the value must be (and so how to fix it).
+  """
+  if not ok:
+    raise ValueError(f"config.{key}={value!r}: {why}")
+
+
+def override(config: ml_collections.ConfigDict, overrides: dict, *,
+             what: str = "Override") -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted keys set, e.g. {"model.kwargs.activation": "tanh"}.
+
+  Only existing keys can be set, with ConfigDict's type checks; a list may
+  set a tuple key (JSON, which sweeps store overrides in, has no tuples).
+  `config` itself is not changed.
+
+  Raises:
+    ValueError: a key the config does not have, or a value of the wrong type;
+      the message starts with `what` (e.g. "Sweep override") and names the key.
+  """
+  config = config.copy_and_resolve_references()
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ValueError(f"{what} {key}={value!r}: the config has no key {key!r}. See the keys "
+                       "with `python launch.py --config=... --print_config`.")
+    if isinstance(node[leaf], tuple) and isinstance(value, list):
+      value = tuple(value)
+    try:
+      node[leaf] = value
+    except TypeError as e:
+      raise ValueError(f"{what} {key}={value!r}: {e}") from e
+  return config

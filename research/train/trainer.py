@@ -28,7 +28,7 @@ import numpy as np
 from research.data import pipeline, tfds_source
 from research.data.tfds_source import ArraySplit
 from research.train import checkpoint, metrics as metrics_lib, objectives, run_info
-from research.train.objectives.base import require
+from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"

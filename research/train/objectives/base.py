@@ -23,12 +23,7 @@ repeats an uninterrupted one exactly.
 from typing import Any
 
 from research.data.tfds_source import ArraySplit
-
-
-def require(ok: bool, key: str, value, why: str) -> None:
-  """Raises ValueError "config.<key>=<value>: <why>" unless `ok`."""
-  if not ok:
-    raise ValueError(f"config.{key}={value!r}: {why}")
+from research.train.config import require  # noqa: F401  (objectives import it from here)
 
 
 class Objective:

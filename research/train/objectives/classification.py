@@ -3,7 +3,8 @@
 Keys (top level, as before the objectives existed): model.name/kwargs,
 optimizer.*, augment, label_smoothing, aux_loss_weight (GoogLeNet §5's
 auxiliary heads, 0.3 there), freeze and init_from.* (research/train/transfer.py),
-data.mean/std (standardisation inside the step). `config.objective` holds only
+data.mean/std (standardisation inside the step; () for the dataset's own,
+research/data/datasets.py). `config.objective` holds only
 the name. Evaluation: loss, accuracy and error of a split, exact whatever the
 batch size.
 """
@@ -15,7 +16,7 @@ import jax
 import ml_collections
 
 from research import models
-from research.data import augment as augment_lib
+from research.data import augment as augment_lib, datasets
 from research.models import summary as summary_lib
 from research.train import optim, steps, transfer
 from research.train.objectives import base
@@ -32,9 +33,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
   require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
           config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
-  require(len(config.data.mean) == len(config.data.std), "data.std", config.data.std,
-          f"needs one value per channel, like data.mean={config.data.mean}.")
-  require(all(s > 0 for s in config.data.std), "data.std", config.data.std, "must be > 0.")
+  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
   except ValueError as e:
@@ -45,9 +44,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       re.compile(pattern)
     except re.error as e:
       require(False, key, pattern, f"not a regular expression ({e}).")
-  if config.model.name not in models.registry():
-    raise ValueError(f"config.model.name={config.model.name!r}: unknown model. Known: "
-                     f"{', '.join(sorted(models.registry()))}.")
+  require(config.model.name in models.registry(), "model.name", config.model.name,
+          f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
 
 
 class Objective(base.Objective):
@@ -62,7 +60,11 @@ class Objective(base.Objective):
     self.image_shape = train_data.images.shape[1:]
     tx, self.schedule = optim.make_optimizer(config.optimizer, total_steps)
     self.tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters: zero updates.
-    self.norm = dict(mean=tuple(config.data.mean), std=tuple(config.data.std))
+    data = config.data
+    mean, std = datasets.normalization(data.name, data.mean, data.std)
+    datasets.check_channels(data.name, mean, train_data.images.shape[-1])
+    logging.info("Standardising with mean=%s, std=%s.", mean, std)
+    self.norm = dict(mean=mean, std=std)
     self.eval_step = steps.make_eval_step(self.model, **self.norm)
     self.train_step = self.make_train_step()
 
