@@ -139,6 +139,11 @@ def _launch(module, config_file: str, arg: str, workdir: str) -> None:
     table = sweep.run_sweep(workdirs, launcher, workdir, _METRIC.value)
     if table:
       print(table + f"\nWritten to {workdir}/summary.md, summary.csv and summary.png.")
+      unfinished = sweep.unfinished(workdir)
+      if unfinished:  # The sweep did not do what was asked: say so in the exit status.
+        sys.exit(f"{len(unfinished)} of {len(workdirs)} runs did not finish "
+                 f"({', '.join(unfinished)}): see the table's notes and each run's error.txt. "
+                 "Rerunning the same command retries them and skips the finished ones.")
   elif launcher.launch(workdirs):
     from research.launch import trial
     status = trial.read_status(workdir)

@@ -55,7 +55,7 @@ from research import models
 from research.data import datasets
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, preflight, trainer
 
 # §3.3, §3.4: top-1 error without each component minus with it (ImageNet).
 PAPER_TOP1_GAIN = {"lrn": 0.014, "overlap": 0.004}
@@ -117,6 +117,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config.fig1)
   trainer.validate_config(config.ablation)
+  preflight.require_train_eval(config.fig1, "Fig. 1's training-error curves",
+                               "fig1.eval_train_examples")
+  preflight.require_train_eval(config.ablation, "the overfitting gaps",
+                               "ablation.eval_train_examples")
   if not config.fig1_learning_rates or min(config.fig1_learning_rates) <= 0:
     raise ValueError(f"config.fig1_learning_rates={config.fig1_learning_rates!r}: "
                      "give one or more positive learning rates.")

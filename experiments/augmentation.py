@@ -98,8 +98,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  from research.train import trainer
+  from research.train import preflight, trainer
   trainer.validate_config(config)
+  preflight.require_train_eval(config, "the train/test gaps")
   unknown = [v for v in config.variants if v not in VARIANTS]
   if unknown or "none" not in config.variants:
     raise ValueError(f"config.variants={config.variants!r}: need 'none' and names from "

@@ -41,7 +41,7 @@ import ml_collections
 from research import models
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, preflight, trainer
 
 # §4.6, Table 5: CIFAR-10 test error of each head.
 PAPER_TEST_ERROR = {"gap": 0.1041, "fc": 0.1159, "fc_dropout": 0.1088}
@@ -77,6 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
+  preflight.require_train_eval(config, "the overfitting gaps")
   if config.model.name not in ("nin_small", "nin_cifar10"):
     raise ValueError(f"config.model.name={config.model.name!r}: this experiment compares "
                      "NiN heads; use nin_small or nin_cifar10.")

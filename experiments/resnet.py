@@ -54,7 +54,7 @@ import ml_collections
 
 from research.launch import multirun
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, preflight, trainer
 
 # The paper's CIFAR-10 test errors (Table 6).
 PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,
@@ -94,6 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
+  preflight.require_train_eval(config, "the claims and notes (training error, Fig. 6)")
   from research import models
   unknown = [v for v in config.variants if v not in models.registry()]
   if unknown:

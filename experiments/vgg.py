@@ -48,7 +48,7 @@ from research import models, ops
 from research.launch import multirun
 from research.models import summary
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, preflight, trainer
 
 # Table 3 (single test scale, training scale 256): top-1 validation error.
 PAPER_TOP1 = {"A": 0.296, "D": 0.270}
@@ -124,6 +124,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
+  preflight.require_train_eval(config, "the depth claim (training error, A vs D)")
   from research.models import vgg
   unknown = [c for c in config.configurations if c not in vgg.CONFIGS]
   if unknown:

@@ -110,7 +110,7 @@ def test_job_array_with_a_failing_run(slurm, data_dir, tmp_path):
   workdir = str(tmp_path / "sweep")
   result = launch(f"--config={TINY}:fail", "--sweep", "--launcher=slurm",
                   f"--workdir={workdir}", "--config.total_steps=12")
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]  # One failed.
   assert "Submitted 2 Slurm job(s)" in result.stdout
   good, bad = (os.path.join(workdir, n) for n in json.load(open(f"{workdir}/sweep.json"))["runs"])
   assert trial.read_status(good)["status"] == "done"

@@ -116,7 +116,8 @@ def test_local_sweep_survives_a_failed_run_and_a_rerun_skips_finished_ones(data_
   workdir = str(tmp_path / "sweep")
   result = launch(f"--config={TINY}:fail", "--sweep", f"--workdir={workdir}",
                   "--config.total_steps=12")
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 1, result.stderr[-3000:]  # A failed run fails the sweep.
+  assert "1 of 2 runs did not finish (learning_rate=1e+30)" in result.stderr
   out = result.stdout
   assert "2 to run" in out and "1 of 2 runs done" in out, out
   good, bad = (os.path.join(workdir, n) for n in json.load(open(f"{workdir}/sweep.json"))["runs"])
@@ -137,7 +138,7 @@ def test_local_sweep_survives_a_failed_run_and_a_rerun_skips_finished_ones(data_
   mtime = os.path.getmtime(os.path.join(good, "report.md"))
   result = launch(f"--config={TINY}:fail", "--sweep", f"--workdir={workdir}",
                   "--config.total_steps=12")
-  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.returncode == 1, result.stderr[-3000:]
   assert "1 already finished, 1 to run" in result.stdout
   assert os.path.getmtime(os.path.join(good, "report.md")) == mtime
 

@@ -51,12 +51,21 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
 
   Datasets that this project can build from local files (see
   `builders.LOCAL_BUILDERS`) are prepared on first use. Anything else must
-  already be prepared in `data_dir`, unless `download=True`.
+  already be prepared in `data_dir`, unless `download=True`. A `data_dir`
+  given explicitly must exist unless `download=True` (FileNotFoundError): only
+  the default folder is created here.
 
   Returns:
     (source, info): `source[i]` / `source.__getitems__(idx)` give dicts of NumPy
     arrays; `info` is the `tfds.core.DatasetInfo`.
   """
+  if data_dir and not download and not os.path.isdir(data_dir):
+    # A folder given by hand that is not there is a typo more often than a wish
+    # to prepare data in a new place; the default folder is created on first use.
+    raise FileNotFoundError(
+        f"config.data.data_dir={data_dir} does not exist. Fix the path, or create the "
+        f"folder to prepare {name} there (mkdir -p {data_dir}, or `python -m "
+        f"research.data.prepare {name.partition(':')[0]} --data_dir={data_dir}`).")
   data_dir = data_dir or default_data_dir()
   base = name.partition(":")[0]
   path = _prepared_dir(name, data_dir)

@@ -23,16 +23,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from research.launch import trial
-from research.train import config as config_lib, metrics as metrics_lib, trainer
+from research.train import (config as config_lib, metrics as metrics_lib, trainer,
+                            workdir as workdir_lib)
 
 RESULT_FILE = "result.json"
 
 
 def _config_text(config: ml_collections.ConfigDict) -> str:
   """The keys the trainer reads: an experiment's own keys do not change a run."""
-  trainer_keys = config_lib.base_config().keys()
-  return json.dumps({k: v for k, v in json.loads(config.to_json_best_effort()).items()
-                     if k in trainer_keys}, sort_keys=True)
+  return json.dumps(workdir_lib.trainer_config(config), sort_keys=True)
 
 
 def finished_metrics(config: ml_collections.ConfigDict, workdir: str) -> dict | None:

@@ -180,6 +180,11 @@ def run_sweep(workdirs: list[str], launcher, sweep_dir: str, metric: str) -> str
 # --- The summary: a table, a CSV and a plot, from the directories alone --
 
 
+def unfinished(sweep_dir: str) -> list[str]:
+  """Names of the sweep's runs whose status is not "done"."""
+  return [r["name"] for r in collect(sweep_dir)[1] if r["status"] != "done"]
+
+
 def _lower_is_better(metric: str) -> bool:
   return any(word in metric for word in ("loss", "error", "perplexity", "time"))
 

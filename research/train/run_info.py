@@ -1,5 +1,6 @@
 """What a work directory records about the run that made it."""
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -36,19 +37,27 @@ def package_versions() -> dict[str, str]:
   return versions
 
 
-def write_run_info(workdir: str, config, command: str | None = None) -> None:
-  """Writes config.json and run_info.json (commit, versions, devices, command)."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+def write_run_info(workdir: str, command: str | None = None) -> None:
+  """Writes run_info.json: commit, versions, devices and command of this
+  invocation, with the earlier invocations of the same run (resumptions) kept
+  under "earlier", newest first."""
+  path = os.path.join(workdir, "run_info.json")
+  earlier = []
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f)
+    earlier = [{k: v for k, v in previous.items() if k != "earlier"},
+               *previous.get("earlier", [])]
   info = {
       "command": command or " ".join(sys.argv),
+      "started": datetime.datetime.now().isoformat(timespec="seconds"),
       "git_commit": git_commit(),
       "python": sys.version.split()[0],
       "platform": platform.platform(),
       "devices": [str(d) for d in jax.devices()],
       "process_count": jax.process_count(),
       "packages": package_versions(),
+      "earlier": earlier,
   }
-  with open(os.path.join(workdir, "run_info.json"), "w") as f:
+  with open(path, "w") as f:
     json.dump(info, f, indent=1)

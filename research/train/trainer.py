@@ -8,11 +8,14 @@ config.json, run_info.json, summary.txt, metrics.jsonl, tensorboard/,
 checkpoints/. Run it again with the same workdir and it resumes from the newest
 checkpoint; the data order is a function of (seed, step) and the objectives
 take their step keys from (state, step), so the resumed run ends with exactly
-the state of an uninterrupted one.
+the state of an uninterrupted one. Nothing is written into `workdir` until
+every check that can fail on bad input has passed; then the run holds the
+workdir's lock (workdir.py). A step with NaN or inf (in any metric, the
+parameters or the optimizer state) stops the run before it is checkpointed
+(finite.py); a damaged checkpoint is passed over (checkpoint.py).
 """
 
 import dataclasses
-import math
 import os
 import signal
 import time
@@ -27,7 +30,8 @@ import numpy as np
 
 from research.data import pipeline, tfds_source
 from research.data.tfds_source import ArraySplit
-from research.train import checkpoint, metrics as metrics_lib, objectives, run_info
+from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, preflight,
+                            workdir as workdir_lib)
 from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
@@ -117,19 +121,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     eval_fn: (state, step) -> {name: float}, run at every evaluation after the
       objective's own, logged under "eval/" (e.g. a GAN's Fréchet distance).
 
-  Raises:
-    ValueError: an impossible config value (before any work).
-    FloatingPointError: a watched train metric became NaN or inf.
-    Preempted: request_preemption() was called; the step is checkpointed.
+  Raises (before writing anything into `workdir`): ValueError for impossible
+  values or a workdir holding a run with another config, workdir.WorkdirBusy
+  when another process trains there. FloatingPointError when training becomes
+  non-finite, checkpoint.CheckpointError when no checkpoint is intact,
+  Preempted when request_preemption() was called (the step is checkpointed).
   """
-  validate_config(config)
-  start_time = time.time()
+  with workdir_lib.RunGuard(workdir) as guard:  # Holds the workdir's lock until the end.
+    return _train(config, workdir, guard, train_data, eval_fn)
 
-  # --- Logging -------------------------------------------------------------
+
+def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_fn):
+  validate_config(config)
+  guard.check(config)  # Another run in workdir: stop before any work.
+  start_time = time.time()
   is_main = jax.process_index() == 0
-  if is_main:
-    run_info.write_run_info(workdir, config)
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
+  objective_lib = objectives.get(config.objective.name)
 
   # --- Mesh: the batch is split over every device; the state is replicated.
   # Auto axes: XLA propagates the batch sharding (make_mesh defaults to Explicit).
@@ -147,26 +154,35 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   if train_data is None:
     train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
                                         download=data.download, classes=data.classes)
-  steps_per_epoch = len(train_data) // config.batch_size
-  total_steps = config.total_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  eval_splits = {}
+  if objective_lib.Objective.has_eval_split:
+    eval_splits["test"] = tfds_source.load_split(
+        data.name, data.eval_split, data.data_dir, download=data.download,
+        classes=data.classes)
+    if config.eval_train_examples:
+      n = min(config.eval_train_examples, len(train_data))
+      eval_splits["train_eval"] = ArraySplit(train_data.images[:n], train_data.labels[:n],
+                                             train_data.class_names)
+  steps_per_epoch, total_steps = preflight.run_length(
+      config, len(train_data), len(eval_splits["test"]) if eval_splits else 1)
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
   checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
   logging.info("%d training examples; %d steps of %d (%.2f epochs).", len(train_data),
                total_steps, config.batch_size, total_steps / max(steps_per_epoch, 1))
 
   # --- Objective: model(s), optimizer(s), the pure steps -------------------
-  objective = objectives.get(config.objective.name).Objective(
-      config, train_data, total_steps, workdir)
+  objective = objective_lib.Objective(config, train_data, total_steps, workdir)
   summary_text, num_params = objective.summary()  # Checks conv arithmetic.
-  if is_main:
-    with open(os.path.join(workdir, "summary.txt"), "w") as f:
-      f.write(summary_text + "\n")
 
   # --- Steps ---------------------------------------------------------------
-  train_step = jax.jit(objective.train_step, donate_argnums=0,
+  train_step = jax.jit(finite.with_finite_flag(objective.train_step), donate_argnums=0,
                        out_shardings=(replicated, replicated))
   eval_step = (jax.jit(objective.eval_step, out_shardings=replicated)
                if objective.eval_step is not None else None)
+
+  # --- The run is accepted: lock the workdir, write its record. -----------
+  guard.accept(config, write=is_main, files={"summary.txt": summary_text + "\n"})
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
 
   # --- Checkpoint: resume from the newest one in workdir, if any. ----------
   state = jax.jit(objective.init_state, out_shardings=replicated)()
@@ -176,7 +192,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   else:
     state = objective.start(state)  # E.g. parameters from another run (init_from).
   start_step = int(state.step)
-  last_saved = start_step if ckpt.latest_step() is not None else None
 
   # --- Evals: the objective's eval step over the eval split (and part of the
   # training split), its periodic hook, then the caller's eval_fn. ---------
@@ -189,16 +204,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
       sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
     return {f"{prefix}/{k}": v
             for k, v in objective.eval_metrics(jax.device_get(sums)).items()}
-
-  eval_splits = {}
-  if eval_step is not None:
-    eval_splits["test"] = tfds_source.load_split(
-        data.name, data.eval_split, data.data_dir, download=data.download,
-        classes=data.classes)
-    if config.eval_train_examples:
-      n = min(config.eval_train_examples, len(train_data))
-      eval_splits["train_eval"] = ArraySplit(train_data.images[:n], train_data.labels[:n],
-                                             train_data.class_names)
 
   def run_evals(step: int) -> dict:
     results = {}
@@ -221,20 +226,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   pending, last_train, last_eval = [], {}, {}
 
   def flush_train_metrics(step: int) -> dict:
-    """Fetches pending step metrics; stops the run on a NaN or inf watched metric."""
+    """Fetches pending step metrics; stops the run on a non-finite step."""
     if not pending:
       return last_train
     fetched = jax.device_get(pending)
     pending.clear()
-    for key in objective.finite_keys:
-      values = np.array([m[key] for m in fetched])
-      if not np.all(np.isfinite(values)):
-        bad = step - len(values) + 1 + int(np.argmin(np.isfinite(values)))
-        ckpt.wait()
-        raise FloatingPointError(
-            f"Training {key} became {values[~np.isfinite(values)][0]} at step {bad}; "
-            f"stopping. The last good checkpoint (step {last_saved}) is kept in "
-            f"{ckpt.directory}. Lower the learning rate or check the data.")
+    bad = finite.first_nonfinite(fetched, step - len(fetched) + 1)
+    if bad:
+      raise FloatingPointError(
+          f"Training {bad[1]} at step {bad[0]}; stopping. {ckpt.newest_text()} Lower "
+          "the learning rate or check the data.")
     means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     means.update({f"train/{k}": v for k, v in objective.train_extras(step).items()})
     return means
@@ -256,7 +257,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
     if preempted or _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
-      last_saved = step
     if preempted:
       ckpt.close()
       writer.close()

@@ -31,8 +31,8 @@ class Objective:
 
   # Train metrics shown in progress lines (every metric goes to metrics.jsonl).
   progress_keys: tuple[str, ...] = ("loss",)
-  # Train metrics that must stay finite: the loop stops the run on NaN or inf.
-  finite_keys: tuple[str, ...] = ("loss",)
+  # Evaluate on config.data.eval_split (and eval_train_examples) with eval_step.
+  has_eval_split: bool = False
   # Evaluate the fresh state at step 0 too (e.g. the GAN's first sample grid).
   evaluate_at_start: bool = False
   # jit-able (state, batch) -> sums of the eval split; None: no split evals.

@@ -52,6 +52,7 @@ class Objective(base.Objective):
   """config.model trained on config.data's labels; state: `steps.TrainState`."""
 
   progress_keys = ("loss", "accuracy")
+  has_eval_split = True
 
   def __init__(self, config, train_data, total_steps, workdir):
     super().__init__(config, train_data, total_steps, workdir)

@@ -64,7 +64,6 @@ class Objective(_Base):
   """Both players of config.objective.gan, trained on config.data's images."""
 
   progress_keys = ("d_loss", "g_loss", "d_real", "d_fake")
-  finite_keys = ("d_loss", "g_loss")
   evaluate_at_start = True
 
   def __init__(self, config, train_data, total_steps, workdir):
