@@ -64,7 +64,8 @@ from research import models
 from research.data import datasets, tfds_source
 from research.eval import attack_battery, attack_curves, plots
 from research.report import Claim
-from research.train import adversarial_trainer, config as config_lib, metrics as metrics_lib
+from research.train import checkpoint, config as config_lib, metrics as metrics_lib, steps
+from research.train import trainer
 from research.train.config import require
 
 # Training steps of every classifier, per dataset; the statistics are the dataset's own.
@@ -132,23 +133,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           "must be > 0.")
 
 
-def _train(config, name: str, model_key: str, train, settings, workdir: str,
+def _train(config, ds: str, name: str, model_key: str, train, settings, workdir: str,
            adversarial_epsilon: float = 0.0, fraction: float = 1.0):
   """Trains (or resumes) one classifier into workdir/name; returns (apply_fn, variables).
 
   fraction: of the training set `train` is, to keep the number of epochs.
   """
   spec = config.models[model_key]
+  run = config_lib.base_config()  # One run of the training loop, adversarial objective.
+  run.seed, run.batch_size, run.optimizer = config.seed, config.batch_size, config.optimizer
+  run.num_epochs, run.total_steps = 0.0, max(1, int(settings.total_steps * fraction))
+  run.data.name, run.data.data_dir = ds, config.data_dir
+  run.data.mean, run.data.std = settings.mean, settings.std
+  run.model.name, run.model.kwargs = spec.name, spec.kwargs
+  run.objective = ml_collections.ConfigDict(dict(
+      name="adversarial", epsilon=adversarial_epsilon, alpha=config.adversarial_training.alpha))
+  run.log_every_steps = config.log_every_steps
+  run.checkpoint_every_steps, run.keep_checkpoints = config.checkpoint_every_steps, 2
+  run_dir = os.path.join(workdir, name)
+  trainer.train(run, run_dir, train_data=train)
   model = models.get_model(spec.name, num_classes=train.num_classes, **spec.kwargs.to_dict())
-  variables = adversarial_trainer.train_classifier(
-      model, train, os.path.join(workdir, name),
-      total_steps=max(1, int(settings.total_steps * fraction)),
-      batch_size=config.batch_size, optimizer=config.optimizer, seed=config.seed,
-      mean=settings.mean, std=settings.std, adversarial_epsilon=adversarial_epsilon,
-      adversarial_alpha=config.adversarial_training.alpha,
-      log_every_steps=config.log_every_steps,
-      checkpoint_every_steps=config.checkpoint_every_steps)
-  return adversarial_trainer.make_apply_fn(model, settings.mean, settings.std), variables
+  variables = {"params": checkpoint.load_arrays(run_dir)[1]["params"]}
+  return steps.make_apply_fn(model, settings.mean, settings.std), variables
 
 
 def run_dataset(config, ds: str, workdir: str, curve_rows: list) -> dict:
@@ -161,9 +167,9 @@ def run_dataset(config, ds: str, workdir: str, curve_rows: list) -> dict:
 
   # 1. The classifiers: softmax and maxout on the cross-entropy, maxout on eq. 6.
   nets = {
-      "softmax": _train(config, "softmax", "softmax", train, settings, dsdir),
-      "maxout": _train(config, "maxout", "maxout", train, settings, dsdir),
-      "maxout_adv": _train(config, "maxout_adv", "maxout", train, settings, dsdir,
+      "softmax": _train(config, ds, "softmax", "softmax", train, settings, dsdir),
+      "maxout": _train(config, ds, "maxout", "maxout", train, settings, dsdir),
+      "maxout_adv": _train(config, ds, "maxout_adv", "maxout", train, settings, dsdir,
                            adversarial_epsilon=config.adversarial_training.epsilon),
   }
 
@@ -171,8 +177,8 @@ def run_dataset(config, ds: str, workdir: str, curve_rows: list) -> dict:
   half = len(train) // 2
   first = tfds_source.ArraySplit(train.images[:half], train.labels[:half], train.class_names)
   second = tfds_source.ArraySplit(train.images[half:], train.labels[half:], train.class_names)
-  source = _train(config, "maxout_half_a", "maxout", first, settings, dsdir, fraction=0.5)
-  target = _train(config, "lenet5_half_b", "transfer_target", second, settings, dsdir,
+  source = _train(config, ds, "maxout_half_a", "maxout", first, settings, dsdir, fraction=0.5)
+  target = _train(config, ds, "lenet5_half_b", "transfer_target", second, settings, dsdir,
                   fraction=0.5)
   # 2-4. The attacks: error against epsilon, transfer, Fig. 1, L-BFGS.
   return attack_battery.evaluate(

@@ -2,8 +2,8 @@
 
 (Over 200 lines: two GANs, a feature extractor and two references judged
 alike, with notes and claims; the scores are research/eval/gan_eval.py and
-the pictures research/eval/gan_figures.py. The training calls (build_gan,
-train_gan, train_classifier) go with the one training loop of issue 12.)
+the pictures research/eval/gan_figures.py; both GANs and the classifier train
+on the one training loop, research/train/trainer.py.)
 
 The method, as the papers give it:
   1. The original GAN: an MLP generator (100-d N(0, I) noise -> 1200 -> 1200
@@ -79,7 +79,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from research import models
 from research.data import datasets, tfds_source
@@ -87,8 +86,9 @@ from research.eval import gan_eval, gan_figures, parzen
 from research.models import gan as gan_models
 from research.ops import gan as gan_ops
 from research.report import Claim
-from research.train import checkpoint, config as config_lib, gan_step, gan_trainer
+from research.train import checkpoint, config as config_lib, gan_step
 from research.train import metrics as metrics_lib, steps, trainer
+from research.train.objectives import gan as gan_objective
 from research.train.config import require
 
 DATASETS = {
@@ -98,7 +98,7 @@ DATASETS = {
     "mnist": dict(name="mnist_5k", train_split="train", validation_split="train[:1000]",
                   test_split="test", classifier_epochs=30.0),
 }
-OPTIMIZERS = ("adam", "paper_sgd")
+OPTIMIZERS = gan_objective.OPTIMIZERS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -212,16 +212,9 @@ def train_classifier(config, workdir: str):
 # --- The GANs --------------------------------------------------------------
 
 
-def build_gan(config, name: str, steps_per_epoch: int):
+def build_gan(config, name: str):
   spec = config[name]
-  generator, discriminator = gan_models.get_gan(name, spec.generator.to_dict(),
-                                                spec.discriminator.to_dict())
-  if spec.optimizer.name == "paper_sgd":
-    g_tx, d_tx = gan_step.gan_mlp_optimizers(steps_per_epoch)
-  else:
-    g_tx = optax.adam(spec.optimizer.g_learning_rate, b1=spec.optimizer.b1)
-    d_tx = optax.adam(spec.optimizer.d_learning_rate, b1=spec.optimizer.b1)
-  return generator, discriminator, g_tx, d_tx
+  return gan_models.get_gan(name, spec.generator.to_dict(), spec.discriminator.to_dict())
 
 
 def train_gan(config, name: str, train, workdir: str, frechet_of):
@@ -231,32 +224,31 @@ def train_gan(config, name: str, train, workdir: str, frechet_of):
   at every sample step, to watch training.
   """
   spec = config[name]
-  generator, discriminator, g_tx, d_tx = build_gan(config, name,
-                                                   len(train) // spec.batch_size)
-  sampler = gan_trainer.make_sampler(generator, batch_stats_mode=spec.sample_with_batch_stats)
-  eval_key = gan_trainer.run_keys(config.seed)["eval"]
+  generator, _ = build_gan(config, name)
+  sampler = gan_step.make_sampler(generator, batch_stats_mode=spec.sample_with_batch_stats)
+  eval_key = gan_step.run_keys(config.seed)["eval"]
+  run_dir = os.path.join(workdir, name)
 
-  def eval_fn(state):
-    samples = gan_trainer.generate_images(sampler, generator, state, eval_key,
-                                          config.eval.samples_during_training)
+  def eval_fn(state, step):
+    if jax.process_index() == 0:
+      gan_figures.sample_grid(run_dir, step)
+    samples = gan_step.generate_images(sampler, generator, state, eval_key,
+                                       config.eval.samples_during_training)
     return {"frechet_2k": frechet_of(samples)}
 
-  init_fn = None
-  if spec.init_output_bias:
-    if name != "gan_mlp":
-      raise ValueError(f"config.{name}.init_output_bias: only the MLP generator has it.")
-    unit = train.images[:10_000].astype(np.float32) / 255.0
-    init_fn = lambda s: s.replace(
-        g_params=gan_models.init_output_bias_from_marginals(s.g_params, unit))
-  state = gan_trainer.train_gan(
-      generator, discriminator, g_tx, d_tx, train, os.path.join(workdir, name),
-      total_steps=spec.total_steps, batch_size=spec.batch_size, seed=config.seed,
-      generator_loss=config.generator_loss, init_fn=init_fn, eval_fn=eval_fn,
-      log_every_steps=config.log_every_steps,
-      checkpoint_every_steps=config.checkpoint_every_steps,
-      sample_every_steps=config.sample_every_steps,
-      sample_with_batch_stats=spec.sample_with_batch_stats,
-      on_samples=gan_figures.sample_grid_writer(os.path.join(workdir, name)))
+  run = config_lib.base_config()  # One run of the training loop, GAN objective.
+  run.seed, run.batch_size = config.seed, spec.batch_size
+  run.num_epochs, run.total_steps = 0.0, spec.total_steps
+  run.data.name, run.data.data_dir = config.data.name, config.data.data_dir
+  run.data.train_split = config.data.train_split
+  run.objective = ml_collections.ConfigDict(dict(
+      name="gan", gan=name, generator=spec.generator.to_dict(),
+      discriminator=spec.discriminator.to_dict(), optimizer=spec.optimizer.to_dict(),
+      generator_loss=config.generator_loss, init_output_bias=spec.init_output_bias,
+      sample_with_batch_stats=spec.sample_with_batch_stats, grid_size=64))
+  run.log_every_steps, run.eval_every_steps = config.log_every_steps, config.sample_every_steps
+  run.checkpoint_every_steps, run.keep_checkpoints = config.checkpoint_every_steps, 2
+  state = trainer.train(run, run_dir, train_data=train, eval_fn=eval_fn).state
   return generator, state, sampler
 
 
@@ -281,11 +273,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # The floor and the trivial baseline, on the same footing as the GANs.
   metrics.update(gan_eval.references(judge, train_x, n, config.seed, workdir, config.data.name))
 
-  eval_key = gan_trainer.run_keys(config.seed)["eval"]
+  eval_key = gan_step.run_keys(config.seed)["eval"]
   for name in config.gans.split(","):
     t = time.time()
     generator, state, sampler = train_gan(config, name, train, workdir, judge.frechet)
-    samples = gan_trainer.generate_images(sampler, generator, state, eval_key, n)
+    samples = gan_step.generate_images(sampler, generator, state, eval_key, n)
     metrics.update({f"{name}/{k}": v for k, v in judge(samples).items()})
     metrics[f"{name}/wall_time_s"] = time.time() - t
     logging.info("%s: Fréchet %.4g, Parzen %.1f ± %.1f (sigma %.3f)", name,

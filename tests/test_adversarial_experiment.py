@@ -1,4 +1,7 @@
-"""experiments/adversarial.py end to end on a tiny config, and its training loop."""
+"""experiments/adversarial.py end to end on a tiny config.
+
+(Its objective on the training loop, resume and devices: tests/test_objectives.py.)
+"""
 
 import json
 import os
@@ -11,7 +14,7 @@ from research import models
 from research.data import datasets, tfds_source
 from research.eval import attack_curves
 from research.launch import experiment
-from research.train import adversarial_trainer, checkpoint, config as config_lib
+from research.train import checkpoint, steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MEAN, STD = datasets.get("mnist_5k").mean, datasets.get("mnist_5k").std
@@ -71,44 +74,12 @@ def test_bad_config_values_name_the_key():
     module.get_config("imagenet")
 
 
-def _train(workdir, total_steps, epsilon):
-  data = tfds_source.load_split("mnist_5k", "train[:256]")
-  model = models.get_model("maxout_mlp", units=(16, 16), pieces=2)
-  optimizer = config_lib.base_config().optimizer
-  optimizer.schedule = "cosine"
-  return adversarial_trainer.train_classifier(
-      model, data, str(workdir), total_steps=total_steps, batch_size=32,
-      optimizer=optimizer, seed=3, mean=MEAN, std=STD, adversarial_epsilon=epsilon,
-      log_every_steps=2, checkpoint_every_steps=2)
-
-
-def test_adversarial_training_resumes_exactly(data_dir, tmp_path, monkeypatch):
-  straight = _train(tmp_path / "straight", 6, 0.25)
-  batches = adversarial_trainer.pipeline.train_batches
-
-  def crashing(*args, **kwargs):  # A crash while fetching the batch of step 5.
-    for i, batch in enumerate(batches(*args, **kwargs)):
-      if i == 4:
-        raise KeyboardInterrupt("simulated kill")
-      yield batch
-
-  with monkeypatch.context() as patch:
-    patch.setattr(adversarial_trainer.pipeline, "train_batches", crashing)
-    with pytest.raises(KeyboardInterrupt):
-      _train(tmp_path / "killed", 6, 0.25)
-  resumed = _train(tmp_path / "killed", 6, 0.25)
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  rows = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").open()]
-  assert [r["step"] for r in rows][-1] == 6 and "train/adversarial_accuracy" in rows[-1]
-
-
 def test_error_curve_clean_point_and_attacks(data_dir):
   test = tfds_source.load_split("mnist_5k", "test[:64]")
   x, y = test.images.astype(np.float32) / 255.0, test.labels
   model = models.get_model("softmax_regression")
   variables = model.init(jax.random.PRNGKey(0), x[:1])
-  apply_fn = adversarial_trainer.make_apply_fn(model, MEAN, STD)
+  apply_fn = steps.make_apply_fn(model, MEAN, STD)
   key = jax.random.PRNGKey(1)
   clean = attack_curves.error_curve(apply_fn, variables, x, y, "fgsm", [0.0], key=key)[0]
   # FGSM ascends the loss, so it errs at least as often as random signs of the same size.

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.models import common, get_model, summary
+from research.models import AUX_LOGITS, common, get_model, summary
 from research.models.googlenet import aux_parameter_count
 from research.models.resnet import Block
 
@@ -71,7 +71,7 @@ def _feature_shapes(model, shape, train=False) -> dict:
       lambda x: model.init_with_output({"params": jax.random.key(0),
                                         "dropout": jax.random.key(1)}, x, train=train),
       jax.ShapeDtypeStruct((1, *shape), jnp.float32))
-  return {k: tuple(v.shape[1:]) for k, v in features.items()}
+  return {k: jax.tree.map(lambda v: tuple(v.shape[1:]), v) for k, v in features.items()}
 
 
 def _numpy_variables(model, x, train=False):
@@ -215,9 +215,9 @@ def test_googlenet_aux_heads_only_in_training(name, aux):
                           {"params": jax.random.key(0), "dropout": jax.random.key(1)},
                           jnp.zeros((1, *IMAGENET)))["params"]
   assert aux_parameter_count(params) == aux
-  assert "aux1_logits" not in _feature_shapes(get_model(name), IMAGENET)
+  assert AUX_LOGITS not in _feature_shapes(get_model(name), IMAGENET)
   train_features = _feature_shapes(get_model(name), IMAGENET, train=True)
-  assert train_features["aux1_logits"] == train_features["aux2_logits"] == (1000,)
+  assert train_features[AUX_LOGITS] == {"aux1": (1000,), "aux2": (1000,)}
   if name == "googlenet_bn":   # torchvision's googlenet with its aux heads.
     assert train_summary.total_params == 13_004_888
 
@@ -290,4 +290,5 @@ def test_small_variant_forward(name):
   assert bool(jnp.isfinite(eval_logits).all() & jnp.isfinite(train_logits).all())
   assert ("batch_stats" in updates) == ("batch_stats" in variables)
   if name == "googlenet_small":
-    assert features["aux1_logits"].shape == features["aux2_logits"].shape == (2, 10)
+    aux = features[AUX_LOGITS]
+    assert aux["aux1"].shape == aux["aux2"].shape == (2, 10)

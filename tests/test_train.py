@@ -146,3 +146,26 @@ def test_nested_impossible_values_name_the_key(tmp_path):
   config = tiny_config(num_epochs=3.0)
   with pytest.raises(ValueError, match="exactly one of total_steps and num_epochs"):
     trainer.validate_config(config)
+
+
+def test_aux_loss_reads_only_the_explicit_aux_logits_key():
+  import flax.linen as nn
+
+  class TwoHeads(nn.Module):  # A main and an auxiliary head, plus a decoy feature.
+    @nn.compact
+    def __call__(self, x, *, train=False):
+      h = x.reshape(x.shape[0], -1)
+      logits = nn.Dense(3, name="main")(h)
+      aux = nn.Dense(3, name="aux")(h)
+      return logits, {models.AUX_LOGITS: {"aux": aux}, "decoy_aux_logits": 10 * aux}
+
+  model, tx = TwoHeads(), optax.sgd(0.0)
+  state = steps.create_train_state(model, tx, (1, 2, 2, 1), seed=0)
+  batch = {"image": np.arange(16, dtype=np.uint8).reshape(4, 2, 2, 1) * 9,
+           "label": np.array([0, 1, 2, 0], np.int32)}
+  _, m = steps.make_train_step(model, tx, mean=(0.5,), std=(0.5,),
+                               aux_loss_weight=0.3)(state, batch)
+  x = steps.standardize(steps.to_unit_range(batch["image"]), (0.5,), (0.5,))
+  _, features = model.apply({"params": state.params}, x)
+  aux_loss = steps.cross_entropy(features[models.AUX_LOGITS]["aux"], batch["label"])
+  np.testing.assert_allclose(m["total_loss"], m["loss"] + 0.3 * aux_loss, rtol=1e-6)

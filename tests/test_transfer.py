@@ -1,5 +1,6 @@
 """Transfer: class selection, frozen parameters, initialising from another run."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,3 +88,43 @@ def test_frozen_params_stay_bit_identical_and_init_from_copies_them(data_dir, tm
       np.testing.assert_array_equal(b[layer][name], a[layer][name])
   assert b["output"]["kernel"].shape[-1] == 3
   assert not np.array_equal(b["C5"]["kernel"], a["C5"]["kernel"])
+
+
+def test_frozen_layer_keeps_and_uses_its_batch_norm_statistics():
+  # Issue 13 §6: freezing "^(conv1|bn1)/" of a ResNet-20 left bn1's running
+  # variance moving (by 0.0957 in one step) and bn1 normalising with batch statistics.
+  model = models.get_model("resnet20")
+  regex = "^(conv1|bn1)/"
+  tx = transfer.with_frozen(optax.sgd(0.1, momentum=0.9), regex)
+  state = steps.create_train_state(model, tx, (1, 28, 28, 1), seed=0)
+  frozen = transfer.frozen_modules(state.params, regex)
+  assert frozen == {"conv1", "bn1"}
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8),
+           "label": rng.integers(0, 10, 8).astype(np.int32)}
+  x = jnp.asarray(rng.standard_normal((4, 28, 28, 1)), jnp.float32)
+
+  def bn1_output(s, train=False):
+    variables = {"params": s.params, "batch_stats": s.batch_stats}
+    capture = lambda module, _: module.path == ("bn1",)
+    with nn.intercept_methods(steps._running_average_in(frozen)):
+      _, out = model.apply(variables, x, train=train, rngs={"dropout": jax.random.key(0)},
+                           capture_intermediates=capture, mutable=["intermediates",
+                                                                   "batch_stats"])
+    return np.asarray(out["intermediates"]["bn1"]["__call__"][0])
+
+  before = bn1_output(state)
+  # In training a frozen batch norm normalises with its running statistics.
+  np.testing.assert_array_equal(bn1_output(state, train=True), before)
+  step = jax.jit(steps.make_train_step(model, tx, mean=(0.5,), std=(0.5,), frozen=frozen))
+  new, _ = step(state, batch)
+  for stat in ("mean", "var"):
+    np.testing.assert_array_equal(new.batch_stats["bn1"][stat], state.batch_stats["bn1"][stat])
+  np.testing.assert_array_equal(bn1_output(new), before)  # Same function after the step.
+  # The layers that are not frozen still train and update their statistics.
+  assert not np.array_equal(new.batch_stats["stage1_block1"]["bn1"]["var"],
+                            state.batch_stats["stage1_block1"]["bn1"]["var"])
+  plain = optax.sgd(0.1)  # Without freezing, bn1's statistics move (the issue's case).
+  unfrozen, _ = jax.jit(steps.make_train_step(model, plain, mean=(0.5,), std=(0.5,)))(
+      state.replace(opt_state=plain.init(state.params)), batch)
+  assert not np.allclose(unfrozen.batch_stats["bn1"]["var"], state.batch_stats["bn1"]["var"])

@@ -12,7 +12,7 @@ classifiers of one dataset, as experiments/adversarial.py runs them.
   - Szegedy et al.'s box-constrained L-BFGS attack (§4.1), targeted at the next
     class: its success rate and mean distortion sqrt(sum (x' - x)^2 / n).
 A classifier is (apply_fn, variables), apply_fn(variables, x [N, H, W, C] in
-[0, 1]) -> logits [N, K], as `adversarial_trainer.make_apply_fn` makes it.
+[0, 1]) -> logits [N, K], as `research.train.steps.make_apply_fn` makes it.
 """
 
 import os

@@ -3,8 +3,10 @@
 Every module in this package may define `MODELS = {name: constructor}`; the
 constructors are Flax modules (or functions returning one) whose
 `__call__(x, *, train)` returns `(logits, features)`, `features` being a dict of
-named intermediate activations. Adding a model is adding a module: nothing
-here needs editing.
+named intermediate activations. Auxiliary classifiers (GoogLeNet §5) are
+returned as `features[AUX_LOGITS] = {head name: logits [B, num_classes]}`
+(in training only); the loss reads that key and nothing else. Adding a model is
+adding a module: nothing here needs editing.
 """
 
 import functools
@@ -13,6 +15,9 @@ import inspect
 import pkgutil
 
 import flax.linen as nn
+
+# The features key of the auxiliary classifiers' logits (see the docstring).
+AUX_LOGITS = "aux_logits"
 
 
 @functools.cache

@@ -54,7 +54,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.models import common, layers
+from research.models import AUX_LOGITS, common, layers
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 INCEPTION = {
@@ -133,7 +133,8 @@ class GoogLeNet(nn.Module):
   """GoogLeNet. Input float [B, 224, 224, C] -> logits [B, num_classes].
 
   Features: stem (the 28x28x192 input of 3a), inception_3a..inception_5b, and
-  when train=True aux1_logits and aux2_logits [B, num_classes].
+  when train=True the auxiliary classifiers' logits
+  features[models.AUX_LOGITS] = {"aux1": [B, num_classes], "aux2": ...}.
   """
   num_classes: int = 1000
   width: float = 1.0             # Multiplies every channel count.
@@ -183,7 +184,7 @@ class GoogLeNet(nn.Module):
             name=f"inception_{name}")(x, train=train)
       if train and name in ("4a", "4d"):
         aux = "aux1" if name == "4a" else "aux2"
-        features[f"{aux}_logits"] = AuxClassifier(
+        features.setdefault(AUX_LOGITS, {})[aux] = AuxClassifier(
             self.num_classes, c(128), c(1024), self.aux_dropout, self.batch_norm,
             name=aux)(x, train=train)
 

@@ -10,7 +10,7 @@ from ml_collections import config_dict
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """Every key `research.train.trainer` reads, with defaults."""
+  """Every key `research.train.trainer` and the classification objective read, with defaults."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -25,6 +25,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.mean = ()
   c.data.std = ()
   c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
+
+  # What is trained, by name (research/train/objectives/): classification |
+  # adversarial | gan; an objective's own keys go beside the name.
+  c.objective = ml_collections.ConfigDict()
+  c.objective.name = "classification"
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "lenet5"

@@ -25,9 +25,10 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from research.models.gan import to_model_range
+from research.models.gan import to_model_range, to_unit_range
 from research.ops import gan as gan_ops
 
 
@@ -164,6 +165,39 @@ def generate(generator: nn.Module, state: GANState, z: jax.Array, *,
   batch statistics instead: train=True, whose stat updates are discarded)."""
   images, _ = _apply(generator, state.g_params, state.g_batch_stats, z, train=train)
   return images
+
+
+def run_keys(seed: int) -> dict[str, jax.Array]:
+  """A GAN run's keys, all from its seed: init, per-step (fold_in step), the
+  fixed noise of the sample grids, evaluation samples."""
+  init, steps, grid, evals = jax.random.split(jax.random.PRNGKey(seed), 4)
+  return {"init": init, "steps": steps, "grid": grid, "eval": evals}
+
+
+@functools.cache
+def make_sampler(generator: nn.Module, *, batch_stats_mode: bool = False):
+  """sample(state, z [N, latent]) -> images in [0, 1], jitted once per generator
+  (cached: equal generators share one function and its compilations).
+
+  batch_stats_mode: normalise with the batch's own statistics (what many
+  DCGAN implementations sample with) instead of batch norm's running averages.
+  """
+  @jax.jit
+  def sample(state, z):
+    images = generate(generator, state, z, train=batch_stats_mode)
+    return to_unit_range(images, generator.output_range)
+  return sample
+
+
+def generate_images(sampler, generator: nn.Module, state, key: jax.Array, num: int,
+                    batch_size: int = 1000) -> np.ndarray:
+  """`num` samples in [0, 1], float32 [num, H, W, C], drawn in batches (noise from `key`)."""
+  out = []
+  for i, start in enumerate(range(0, num, batch_size)):
+    z = gan_ops.sample_latent(jax.random.fold_in(key, i), min(batch_size, num - start),
+                              generator.latent_dim, generator.latent_distribution)
+    out.append(np.asarray(sampler(state, z)))
+  return np.concatenate(out)
 
 
 def dcgan_optimizers() -> tuple[optax.GradientTransformation, optax.GradientTransformation]:

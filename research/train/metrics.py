@@ -5,7 +5,6 @@ import os
 import time
 
 from absl import logging
-import jax
 import numpy as np
 
 
@@ -43,14 +42,6 @@ class MetricWriter:
       self._jsonl.close()
     if self._tb:
       self._tb.close()
-
-
-def fetch_means(pending: list[dict]) -> dict[str, float]:
-  """Fetches the steps' metrics from the device in one transfer, empties
-  `pending`, and returns each metric's mean over those steps."""
-  fetched = jax.device_get(pending)
-  pending.clear()
-  return {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
 
 
 def read_metrics(workdir: str) -> list[dict]:

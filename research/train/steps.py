@@ -1,4 +1,6 @@
-"""Train state and the pure, jitted training and evaluation steps."""
+"""Train state and the pure training and evaluation steps of the classifier
+objectives (research/train/objectives/): plain cross-entropy and Goodfellow et
+al.'s adversarial training. The loop (research/train/trainer.py) jits them."""
 
 from collections.abc import Callable
 from typing import Any
@@ -8,6 +10,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+
+from research import models
+from research.ops import adversarial
 
 
 @flax.struct.dataclass
@@ -52,30 +57,75 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def _apply(model, state, params, x, *, train: bool, rng=None):
-  """model.apply with batch-norm statistics updated in training when present."""
+def _keep_frozen(old, new, frozen: frozenset[str], prefix: str = ""):
+  """`new` (a variable collection, nested dicts) with the subtrees of frozen
+  modules taken from `old`: their running statistics never move."""
+  if not isinstance(new, dict):
+    return new
+  return {k: (old[k] if f"{prefix}{k}" in frozen else
+              _keep_frozen(old[k], v, frozen, f"{prefix}{k}/")) for k, v in new.items()}
+
+
+def _running_average_in(frozen: frozenset[str]):
+  """An interceptor that makes the BatchNorm layers of frozen modules normalise
+  with their running statistics, as at inference: a frozen layer computes the
+  same function during fine-tuning as before it."""
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if not (isinstance(module, nn.BatchNorm) and context.method_name == "__call__"
+            and "/".join(module.path) in frozen):
+      return next_fun(*args, **kwargs)
+    if kwargs.get("use_running_average") is not None:  # Chosen at call time.
+      return next_fun(*args, **{**kwargs, "use_running_average": True})
+    # Chosen in the constructor (this project's models: not train). Flax allows
+    # only one of the two, so the bound instance's field is switched for this call.
+    chosen = module.use_running_average
+    object.__setattr__(module, "use_running_average", True)
+    try:
+      return next_fun(*args, **kwargs)
+    finally:
+      object.__setattr__(module, "use_running_average", chosen)
+  return interceptor
+
+
+def _apply(model, state, params, x, *, train: bool, rng=None,
+           frozen: frozenset[str] = frozenset()):
+  """model.apply with batch-norm statistics updated in training when present
+  (except those of `frozen` modules, which are used and kept)."""
   variables = {"params": params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
   rngs = {"dropout": rng} if rng is not None else None
   if train and state.batch_stats:
-    (logits, features), updates = model.apply(
-        variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
-    return logits, features, updates["batch_stats"]
+    with nn.intercept_methods(_running_average_in(frozen)):
+      (logits, features), updates = model.apply(
+          variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+    return logits, features, _keep_frozen(state.batch_stats, updates["batch_stats"], frozen)
   logits, features = model.apply(variables, x, train=train, rngs=rngs)
   return logits, features, state.batch_stats
+
+
+def _apply_gradients(state: TrainState, tx: optax.GradientTransformation, grads, **changes):
+  """state one step on: tx's update of `grads` applied, step + 1, `changes` replaced."""
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                       opt_state=opt_state, **changes)
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     mean, std, label_smoothing: float = 0.0,
                     aux_loss_weight: float = 0.0,
-                    augment: Callable | None = None) -> Callable:
+                    augment: Callable | None = None,
+                    frozen: frozenset[str] = frozenset()) -> Callable:
   """Returns train_step(state, batch) -> (state, metrics), pure.
 
   batch: {"image": uint8 [B, H, W, C], "label": int [B]}. Auxiliary
-  classifiers (features named "*aux*_logits", GoogLeNet §5) add their
+  classifiers (GoogLeNet §5), returned by the model as
+  features[models.AUX_LOGITS] = {head: logits [B, K]}, add their
   cross-entropy times `aux_loss_weight`. `augment(key, images) -> images`
-  runs on the float [0, 1] images before standardisation.
+  runs on the float [0, 1] images before standardisation. `frozen`
+  (`transfer.frozen_modules`): modules whose batch norm uses and keeps its running
+  statistics (their parameters are frozen by `transfer.with_frozen(tx)`).
   """
 
   def train_step(state: TrainState, batch):
@@ -89,29 +139,84 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
     def loss_fn(params):
       logits, features, batch_stats = _apply(model, state, params, x, train=True,
-                                             rng=dropout_rng)
+                                             rng=dropout_rng, frozen=frozen)
       loss = cross_entropy(logits, labels, label_smoothing)
       total = loss
-      for name, aux_logits in features.items():
-        if aux_loss_weight and "aux" in name and name.endswith("_logits"):
+      if aux_loss_weight:
+        for aux_logits in features.get(models.AUX_LOGITS, {}).values():
           total = total + aux_loss_weight * cross_entropy(aux_logits, labels, label_smoothing)
       return total, (loss, logits, batch_stats)
 
     (total, (loss, logits, batch_stats)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     metrics = {
         "loss": loss,
         "total_loss": total,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
         "grad_norm": optax.global_norm(grads),
     }
-    new_state = state.replace(step=state.step + 1, params=params,
-                              batch_stats=batch_stats, opt_state=opt_state)
-    return new_state, metrics
+    return _apply_gradients(state, tx, grads, batch_stats=batch_stats), metrics
 
   return train_step
+
+
+def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
+                                mean, std, epsilon: float, alpha: float = 0.5) -> Callable:
+  """train_step(state, batch) -> (state, metrics) on Goodfellow et al. 2014's eq. 6,
+  alpha J(x) + (1 - alpha) J(x + epsilon sign(grad_x J)), pure.
+
+  The FGSM perturbation is taken in pixel space ([0, 1]; standardisation is
+  part of the loss) from the current parameters at every step
+  (`research.ops.adversarial.adversarial_training_loss`). epsilon = 0 is
+  plain cross-entropy. The step's dropout key is fold_in(rng, step) itself
+  (the key of the adversarial experiment's reported runs; the plain step
+  splits it with an augmentation key). Metrics: loss (eq. 6), accuracy, and
+  with epsilon > 0 adversarial_accuracy on this batch's adversarial half.
+  Batch norm is not supported (`objectives.adversarial` refuses such models).
+  """
+  mean, std = tuple(mean), tuple(std)
+
+  def train_step(state: TrainState, batch):
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+    x, y = to_unit_range(batch["image"]), batch["label"]
+
+    def loss_fn(params, x_, y_):  # Of pixels in [0, 1].
+      logits, _ = model.apply({"params": params}, standardize(x_, mean, std),
+                              train=True, rngs={"dropout": dropout_rng})
+      return cross_entropy(logits, y_), logits
+
+    def objective(params):
+      if epsilon > 0:
+        return adversarial.adversarial_training_loss(loss_fn, params, x, y, epsilon, alpha,
+                                                     has_aux=True)
+      loss, logits = loss_fn(params, x, y)
+      return loss, (logits, None)
+
+    (loss, (logits, adv_logits)), grads = jax.value_and_grad(
+        objective, has_aux=True)(state.params)
+    metrics = {"loss": loss, "accuracy": jnp.mean(jnp.argmax(logits, -1) == y),
+               "grad_norm": optax.global_norm(grads)}
+    if adv_logits is not None:
+      metrics["adversarial_accuracy"] = jnp.mean(jnp.argmax(adv_logits, -1) == y)
+    return _apply_gradients(state, tx, grads), metrics
+
+  return train_step
+
+
+def make_apply_fn(model: nn.Module, mean, std) -> Callable:
+  """(variables, x float [B, H, W, C] in [0, 1]) -> logits [B, K], inference
+  mode, standardisation inside.
+
+  The attacks differentiate with respect to pixels through this function and
+  take it as a static jit argument: make it once per model and reuse it.
+  """
+  mean, std = tuple(mean), tuple(std)
+
+  def apply_fn(variables, x):
+    logits, _ = model.apply(variables, standardize(x, mean, std), train=False)
+    return logits
+
+  return apply_fn
 
 
 def make_eval_step(model: nn.Module, *, mean, std) -> Callable:

@@ -1,20 +1,25 @@
-"""The image-classification trainer: `train_and_evaluate(config, workdir)`.
+"""The one training loop: `train(config, workdir)`, for every objective.
 
-Read top to bottom: logging, mesh, input, model, optimizer, steps,
-checkpoint, evals, loop. A run writes into `workdir`: config.json,
-run_info.json, summary.txt, metrics.jsonl, tensorboard/, checkpoints/. Run it
-again with the same workdir and it resumes from the newest checkpoint; the data
-order is a function of (seed, step), so the resumed run ends with exactly the
-parameters of an uninterrupted one. Nothing is written into `workdir` until
+What is trained is the objective named by config.objective.name
+(research/train/objectives/: classification, adversarial, gan); this loop owns
+everything else, the same for all of them. Read top to bottom: logging, mesh,
+input, objective, steps, checkpoint, evals, loop. A run writes into `workdir`:
+config.json, run_info.json, summary.txt, metrics.jsonl, tensorboard/,
+checkpoints/. Run it again with the same workdir and it resumes from the newest
+checkpoint; the data order is a function of (seed, step) and the objectives
+take their step keys from (state, step), so the resumed run ends with exactly
+the state of an uninterrupted one. Nothing is written into `workdir` until
 every check that can fail on bad input has passed; then the run holds the
-workdir's lock (workdir.py). A step with NaN or inf stops the run before it is
-checkpointed (finite.py); a damaged checkpoint is passed over (checkpoint.py).
+workdir's lock (workdir.py). A step with NaN or inf (in any metric, the
+parameters or the optimizer state) stops the run before it is checkpointed
+(finite.py); a damaged checkpoint is passed over (checkpoint.py).
 """
 
+import dataclasses
 import os
-import re
 import signal
 import time
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -23,11 +28,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from research import models
-from research.data import augment as augment_lib, datasets, pipeline, tfds_source
-from research.models import summary as summary_lib
-from research.train import (checkpoint, finite, metrics as metrics_lib, optim, preflight,
-                            steps, transfer, workdir as workdir_lib)
+from research.data import pipeline, tfds_source
+from research.data.tfds_source import ArraySplit
+from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, preflight,
+                            workdir as workdir_lib)
 from research.train.config import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
@@ -62,7 +66,8 @@ def _preemption_agreed(step: int) -> bool:
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Stops impossible settings before any work, naming the key to fix."""
+  """Stops impossible settings before any work, naming the key to fix: the
+  loop's own keys here, the objective's in its module's validate_config."""
   require(config.batch_size > 0, "batch_size", config.batch_size, "must be > 0.")
   require(config.batch_size % jax.device_count() == 0, "batch_size", config.batch_size,
           f"must be divisible by the {jax.device_count()} devices.")
@@ -74,32 +79,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           config.total_steps,
           f"set exactly one of total_steps and num_epochs (num_epochs={config.num_epochs}) "
           "to a positive value.")
-  require(config.optimizer.learning_rate > 0, "optimizer.learning_rate",
-          config.optimizer.learning_rate, "must be > 0.")
-  require(config.optimizer.name in optim.OPTIMIZERS, "optimizer.name",
-          config.optimizer.name, f"choose one of {optim.OPTIMIZERS}.")
-  require(config.optimizer.schedule in optim.SCHEDULES, "optimizer.schedule",
-          config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
-  require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
-          config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
   for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
               "eval_every_epochs", "checkpoint_every_epochs"):
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
-  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
-  try:
-    augment_lib.parse(config.augment)
-  except ValueError as e:
-    require(False, "augment", config.augment, str(e))
-  for key, pattern in (("freeze", config.freeze),
-                       ("init_from.include_regex", config.init_from.include_regex)):
-    try:
-      re.compile(pattern)
-    except re.error as e:
-      require(False, key, pattern, f"not a regular expression ({e}).")
-  require(config.model.name in models.registry(), "model.name", config.model.name,
-          f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
+  objectives.get(config.objective.name).validate_config(config)
 
 
 def _every(step: int, interval: int, last: int) -> bool:
@@ -114,23 +99,44 @@ def _interval_steps(config, what: str, steps_per_epoch: int) -> int:
   return config[f"{what}_every_steps"]
 
 
+@dataclasses.dataclass
+class TrainResult:
+  state: Any      # The objective's final state (steps.TrainState, gan_step.GANState, ...).
+  metrics: dict   # The last train and eval metrics, steps, epochs, num_params, times.
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and evaluates config.model on config.data; returns the final metrics.
+  """Trains and evaluates config.objective on config.data; returns the final metrics."""
+  return train(config, workdir).metrics
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *,
+          train_data: ArraySplit | None = None,
+          eval_fn: Callable[[Any, int], dict] | None = None) -> TrainResult:
+  """Trains (or resumes) config.objective into `workdir`.
+
+  Args:
+    train_data: the training images in memory (e.g. a subset made by the
+      caller); default: config.data.train_split, loaded here.
+    eval_fn: (state, step) -> {name: float}, run at every evaluation after the
+      objective's own, logged under "eval/" (e.g. a GAN's Fréchet distance).
 
   Raises (before writing anything into `workdir`): ValueError for impossible
   values or a workdir holding a run with another config, workdir.WorkdirBusy
   when another process trains there. FloatingPointError when training becomes
-  non-finite, checkpoint.CheckpointError when no checkpoint is intact.
+  non-finite, checkpoint.CheckpointError when no checkpoint is intact,
+  Preempted when request_preemption() was called (the step is checkpointed).
   """
   with workdir_lib.RunGuard(workdir) as guard:  # Holds the workdir's lock until the end.
-    return _train_and_evaluate(config, workdir, guard)
+    return _train(config, workdir, guard, train_data, eval_fn)
 
 
-def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> dict:
+def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_fn):
   validate_config(config)
   guard.check(config)  # Another run in workdir: stop before any work.
   start_time = time.time()
   is_main = jax.process_index() == 0
+  objective_lib = objectives.get(config.objective.name)
 
   # --- Mesh: the batch is split over every device; the state is replicated.
   # Auto axes: XLA propagates the batch sharding (make_mesh defaults to Explicit).
@@ -145,57 +151,50 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
 
   # --- Input ---------------------------------------------------------------
   data = config.data
-  train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
-                                      download=data.download, classes=data.classes)
-  eval_data = tfds_source.load_split(data.name, data.eval_split, data.data_dir,
-                                     download=data.download, classes=data.classes)
-  mean, std = datasets.normalization(data.name, data.mean, data.std)
-  datasets.check_channels(data.name, mean, train_data.images.shape[-1])
-  logging.info("Standardising with mean=%s, std=%s.", mean, std)
-  steps_per_epoch, total_steps = preflight.run_length(config, len(train_data), len(eval_data))
+  if train_data is None:
+    train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
+                                        download=data.download, classes=data.classes)
+  eval_splits = {}
+  if objective_lib.Objective.has_eval_split:
+    eval_splits["test"] = tfds_source.load_split(
+        data.name, data.eval_split, data.data_dir, download=data.download,
+        classes=data.classes)
+    if config.eval_train_examples:
+      n = min(config.eval_train_examples, len(train_data))
+      eval_splits["train_eval"] = ArraySplit(train_data.images[:n], train_data.labels[:n],
+                                             train_data.class_names)
+  steps_per_epoch, total_steps = preflight.run_length(
+      config, len(train_data), len(eval_splits["test"]) if eval_splits else 1)
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
   checkpoint_every = _interval_steps(config, "checkpoint", steps_per_epoch)
-  logging.info("%d training examples, %d eval; %d steps of %d (%.2f epochs).",
-               len(train_data), len(eval_data), total_steps, config.batch_size,
-               total_steps / max(steps_per_epoch, 1))
+  logging.info("%d training examples; %d steps of %d (%.2f epochs).", len(train_data),
+               total_steps, config.batch_size, total_steps / max(steps_per_epoch, 1))
 
-  # --- Model ---------------------------------------------------------------
-  model_kwargs = {"num_classes": train_data.num_classes, **config.model.kwargs.to_dict()}
-  model = models.get_model(config.model.name, **model_kwargs)
-  image_shape = train_data.images.shape[1:]
-  summary = summary_lib.summarize(model, image_shape, train=False)  # Checks conv arithmetic.
-  logging.info("Model %s: %s parameters.", config.model.name, f"{summary.total_params:,}")
-
-  # --- Optimizer -----------------------------------------------------------
-  tx, schedule = optim.make_optimizer(config.optimizer, total_steps)
-  tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters get zero updates.
+  # --- Objective: model(s), optimizer(s), the pure steps -------------------
+  objective = objective_lib.Objective(config, train_data, total_steps, workdir)
+  summary_text, num_params = objective.summary()  # Checks conv arithmetic.
 
   # --- Steps ---------------------------------------------------------------
-  norm = dict(mean=mean, std=std)
-  train_step = jax.jit(finite.with_finite_flag(
-      steps.make_train_step(model, tx, label_smoothing=config.label_smoothing,
-                            aux_loss_weight=config.aux_loss_weight,
-                            augment=augment_lib.build(config.augment, train_data.images), **norm)),
-      donate_argnums=0, out_shardings=(replicated, replicated))
-  eval_step = jax.jit(steps.make_eval_step(model, **norm), out_shardings=replicated)
+  train_step = jax.jit(finite.with_finite_flag(objective.train_step), donate_argnums=0,
+                       out_shardings=(replicated, replicated))
+  eval_step = (jax.jit(objective.eval_step, out_shardings=replicated)
+               if objective.eval_step is not None else None)
 
   # --- The run is accepted: lock the workdir, write its record. -----------
-  guard.accept(config, write=is_main, files={"summary.txt": summary.table() + "\n"})
+  guard.accept(config, write=is_main, files={"summary.txt": summary_text + "\n"})
   writer = metrics_lib.MetricWriter(workdir, enabled=is_main)
 
-  # --- Checkpoint: resume from the newest intact one in workdir, if any. ---
-  state = jax.jit(lambda: steps.create_train_state(
-      model, tx, (1, *image_shape), config.seed), out_shardings=replicated)()
+  # --- Checkpoint: resume from the newest one in workdir, if any. ----------
+  state = jax.jit(objective.init_state, out_shardings=replicated)()
   ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
   if ckpt.latest_step() is not None:
     state = ckpt.restore(state)
-  elif config.init_from.workdir:  # A new run that starts from another run's parameters.
-    state, copied = transfer.init_from_checkpoint(
-        state, tx, config.init_from.workdir, config.init_from.include_regex, replicated)
-    logging.info("Initialised %s from %s.", ", ".join(copied), config.init_from.workdir)
+  else:
+    state = objective.start(state)  # E.g. parameters from another run (init_from).
   start_step = int(state.step)
 
-  # --- Evals ---------------------------------------------------------------
+  # --- Evals: the objective's eval step over the eval split (and part of the
+  # training split), its periodic hook, then the caller's eval_fn. ---------
   def evaluate(split_data, prefix: str) -> dict:
     sums = None
     for batch in pipeline.eval_batches(split_data, config.eval_batch_size,
@@ -203,24 +202,19 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
                                        process_count=jax.process_count()):
       out = eval_step(state, to_global(batch))
       sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
-    sums = jax.device_get(sums)
-    return {f"{prefix}/loss": float(sums["loss"] / sums["count"]),
-            f"{prefix}/accuracy": float(sums["correct"] / sums["count"]),
-            f"{prefix}/error": float(1 - sums["correct"] / sums["count"])}
-
-  train_eval_data = None
-  if config.eval_train_examples:
-    n = min(config.eval_train_examples, len(train_data))
-    train_eval_data = tfds_source.ArraySplit(train_data.images[:n], train_data.labels[:n],
-                                             train_data.class_names)
+    return {f"{prefix}/{k}": v
+            for k, v in objective.eval_metrics(jax.device_get(sums)).items()}
 
   def run_evals(step: int) -> dict:
-    results = evaluate(eval_data, "test")
-    if train_eval_data is not None:
-      results.update(evaluate(train_eval_data, "train_eval"))
-    writer.write(step, results)
-    logging.info("eval at step %d: %s", step,
-                 ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    results = {}
+    for prefix, split_data in eval_splits.items():
+      results.update(evaluate(split_data, prefix))
+    hooks = {**objective.evaluate(state, step), **(eval_fn(state, step) if eval_fn else {})}
+    results.update({f"eval/{k}": v for k, v in hooks.items()})
+    if results:
+      writer.write(step, results)
+      logging.info("eval at step %d: %s", step,
+                   ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
     return results
 
   # --- Loop ----------------------------------------------------------------
@@ -241,11 +235,13 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
     if bad:
       raise FloatingPointError(
           f"Training {bad[1]} at step {bad[0]}; stopping. {ckpt.newest_text()} Lower "
-          "config.optimizer.learning_rate or check the data.")
+          "the learning rate or check the data.")
     means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
-    means["train/learning_rate"] = float(schedule(step - 1))
+    means.update({f"train/{k}": v for k, v in objective.train_extras(step).items()})
     return means
 
+  if start_step == 0 and objective.evaluate_at_start:
+    last_eval = run_evals(0)
   for step in range(start_step + 1, total_steps + 1):
     state, step_metrics = train_step(state, to_global(next(batches)))
     pending.append(step_metrics)
@@ -254,15 +250,13 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
     if _every(step, config.log_every_steps, total_steps):
       last_train = flush_train_metrics(step)
       writer.write(step, last_train)
-      progress.log(step, {k.split("/")[1]: v for k, v in last_train.items()
-                          if k in ("train/loss", "train/accuracy")})
+      progress.log(step, {k: last_train[f"train/{k}"] for k in objective.progress_keys})
     if _every(step, eval_every, total_steps):
       last_eval = run_evals(step)
     preempted = step < total_steps and _preemption_agreed(step)
     if preempted or _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
-      last_saved = step
     if preempted:
       ckpt.close()
       writer.close()
@@ -276,11 +270,11 @@ def _train_and_evaluate(config, workdir: str, guard: workdir_lib.RunGuard) -> di
   ckpt.close()
   writer.close()
 
-  return {
+  return TrainResult(state, {
       **last_train, **last_eval,
       "steps": total_steps,
       "epochs": total_steps / max(steps_per_epoch, 1),
-      "num_params": summary.total_params,
+      "num_params": num_params,
       "wall_time_s": time.time() - start_time,
       "train_images_per_s": progress.images_per_second(total_steps),
-  }
+  })

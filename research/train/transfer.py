@@ -13,7 +13,9 @@ written "/"-joined like "conv1/kernel" or "fc6/bias" and matched with
 
 A frozen parameter gets `optax.set_to_zero()` instead of the optimizer (through
 `optax.multi_transform`), so weight decay and momentum never touch it and it
-stays bit-identical; it keeps no optimizer state either.
+stays bit-identical; it keeps no optimizer state either. A frozen layer's
+running statistics (batch norm) are frozen too, and used in training
+(`frozen_modules`), so the layer computes the same function throughout.
 """
 
 import re
@@ -43,6 +45,20 @@ def labels(params, freeze_regex: str):
   pattern = re.compile(freeze_regex) if freeze_regex else None
   return jax.tree_util.tree_map_with_path(
       lambda p, _: FROZEN if pattern and pattern.search(path_name(p)) else TRAINED, params)
+
+
+def frozen_modules(params, freeze_regex: str) -> frozenset[str]:
+  """Paths ("bn1", "stage1/block0/bn") of the modules with a parameter whose
+  path matches `freeze_regex`; empty for "". The train step keeps these
+  modules' mutable variables (batch norm's running statistics) and makes
+  their batch norm normalise with them (`steps.make_train_step(frozen=...)`):
+  a frozen layer computes the same function before and after training.
+  """
+  if not freeze_regex:
+    return frozenset()
+  pattern = re.compile(freeze_regex)
+  return frozenset(name.rsplit("/", 1)[0] for name in param_paths(params)
+                   if "/" in name and pattern.search(name))
 
 
 def with_frozen(tx: optax.GradientTransformation,

@@ -1,0 +1,38 @@
+"""Training objectives by name: what differs between training problems.
+
+The one training loop (`research.train.trainer.train`) owns the cadence:
+progress lines and metrics, periodic evaluations, checkpoints and exact
+resume, preemption, the NaN/inf stop, and sharding over the device mesh. It
+takes everything that differs from the objective named by
+`config.objective.name` (big_vision resolves its losses by name the same way);
+the objective's own keys sit beside the name in `config.objective`:
+
+  classification  cross-entropy (+ GoogLeNet's auxiliary heads, label
+                  smoothing, augmentation, frozen layers); the default.
+  adversarial     Goodfellow et al. 2014's eq. 6: the FGSM inner step is part
+                  of the loss (keys: epsilon, alpha).
+  gan             Goodfellow et al. 2014's Algorithm 1, one D then one G
+                  update per step (keys: gan, generator, discriminator,
+                  optimizer, generator_loss, ...).
+
+A module `research/train/objectives/<name>.py` defines `validate_config(config)`
+(raises ValueError naming the key, before any work) and `Objective`, a subclass
+of `base.Objective`. Adding one is adding a module: nothing here needs editing.
+"""
+
+import importlib
+import pkgutil
+import types
+
+
+def names() -> list[str]:
+  """Every objective's name (the modules of this package but `base`)."""
+  return sorted(info.name for info in pkgutil.iter_modules(__path__) if info.name != "base")
+
+
+def get(name: str) -> types.ModuleType:
+  """The objective module `name`; ValueError naming the choices when unknown."""
+  if name not in names():
+    raise ValueError(f"config.objective.name={name!r}: unknown objective; choose one of "
+                     f"{names()}.")
+  return importlib.import_module(f"{__name__}.{name}")
