@@ -7,6 +7,7 @@ import pytest
 
 # Tests never touch the network or a user's TFDS folder: datasets are prepared
 # from local files into a folder of the checkout (once; later runs reuse it).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DATA_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".tfds_test"))
 os.environ["TFDS_DATA_DIR"] = TEST_DATA_DIR
 
@@ -48,6 +49,13 @@ def make_tiny_config(base: ml_collections.ConfigDict | None = None,
     base.optimizer.name, base.optimizer.learning_rate = "sgd", 0.05
     base.optimizer.weight_decay, base.optimizer.schedule = 5e-4, "step"
   return config_lib.override(base, {**TINY_BUDGET, **overrides})
+
+
+def final_params(workdir: str):
+  """(step, params) of the newest checkpoint in `workdir`."""
+  from research.train import checkpoint
+  step, state = checkpoint.load_arrays(workdir)
+  return step, state["params"]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from research.eval import conv_stacks, plots, training_speed
 from research.launch import experiment, multirun
 from research.models import summary
 from research.train import config as config_lib, metrics as metrics_lib, trainer
-from tests.test_train import tiny_config
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = ("alexnet", "vgg", "googlenet", "resnet", "nin")
@@ -119,7 +119,7 @@ def _fake_trainer(calls: list):
 def test_run_variants_into_subfolders_skips_finished_and_merges(tmp_path, monkeypatch):
   calls = []
   monkeypatch.setattr(trainer, "train_and_evaluate", _fake_trainer(calls))
-  base = tiny_config()
+  base = make_tiny_config()
   variants = {"a": {"optimizer.learning_rate": 0.01}, "b": {"optimizer.learning_rate": 0.02}}
   results = multirun.run_variants(base, variants, str(tmp_path))
   assert calls == [str(tmp_path / "a"), str(tmp_path / "b")]
@@ -144,7 +144,7 @@ def test_run_variants_into_subfolders_skips_finished_and_merges(tmp_path, monkey
 
 
 def test_study_keys_are_declared_and_left_out_of_every_run(tmp_path):
-  config = tiny_config()
+  config = make_tiny_config()
   config.unlock()
   config.nets = ("a", "b")
   with pytest.raises(ValueError, match=r"\['nets'\] are not the trainer's.*STUDY_KEYS"):
@@ -153,7 +153,7 @@ def test_study_keys_are_declared_and_left_out_of_every_run(tmp_path):
     multirun.base_config(config, ("nets", "table"))
   base = multirun.base_config(config, ("nets",))
   assert "nets" not in base and "nets" in config
-  assert base.to_json_best_effort() == tiny_config().to_json_best_effort()
+  assert base.to_json_best_effort() == make_tiny_config().to_json_best_effort()
 
 
 @pytest.mark.parametrize("name", ("resnet", "vgg", "googlenet", "nin", "augmentation",
@@ -175,10 +175,10 @@ def test_a_diverging_variant_is_a_result_when_allowed(tmp_path, monkeypatch):
   monkeypatch.setattr(trainer, "train_and_evaluate", _fake_trainer([]))
   hot = {"hot": {"optimizer.learning_rate": 1e30}}
   with pytest.raises(FloatingPointError):
-    multirun.run_variants(tiny_config(), hot, str(tmp_path / "x"))
-  results = multirun.run_variants(tiny_config(), hot, str(tmp_path / "y"), divergence_ok=True)
+    multirun.run_variants(make_tiny_config(), hot, str(tmp_path / "x"))
+  results = multirun.run_variants(make_tiny_config(), hot, str(tmp_path / "y"), divergence_ok=True)
   assert results == {"hot": {"diverged": 1.0}}
-  assert multirun.finished_metrics(config_lib.override(tiny_config(), hot["hot"]),
+  assert multirun.finished_metrics(config_lib.override(make_tiny_config(), hot["hot"]),
                                    str(tmp_path / "y" / "hot")) == {"diverged": 1.0}
 
 

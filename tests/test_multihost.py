@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from research.train import checkpoint, trainer
-from tests.test_train import tiny_config
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
@@ -42,7 +42,7 @@ def test_two_processes_train_what_one_does(data_dir, tmp_path):
   assert "1024 training examples" in outputs[1]  # Both read the split; each feeds its half.
 
   one = str(tmp_path / "one")
-  trainer.train_and_evaluate(tiny_config(total_steps=6), one)
+  trainer.train_and_evaluate(make_tiny_config(total_steps=6), one)
   step_one, state_one = checkpoint.load_arrays(one)
   step_two, state_two = checkpoint.load_arrays(two)
   assert step_one == step_two == 6

@@ -20,15 +20,14 @@ import pytest
 
 from research.launch import experiment
 from research.train import checkpoint, trainer
-from tests.conftest import make_tiny_config as tiny_config
-from tests.test_train import ROOT, final_params
+from tests.conftest import ROOT, final_params, make_tiny_config
 
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
 
 
 def short_config(**overrides):
   """12 steps, a checkpoint every 4 (4, 8, 12 all kept), constant learning rate."""
-  config = tiny_config(**{"total_steps": 12, "checkpoint_every_steps": 4,
+  config = make_tiny_config(**{"total_steps": 12, "checkpoint_every_steps": 4,
                           "log_every_steps": 4, "eval_every_steps": 0, **overrides})
   config.optimizer.schedule = "constant"
   return config
@@ -300,7 +299,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path):
 
 
 def test_zero_training_steps_is_an_error_before_any_work(data_dir, tmp_path):
-  config = tiny_config(num_epochs=1.0, total_steps=0, batch_size=2048)
+  config = make_tiny_config(num_epochs=1.0, total_steps=0, batch_size=2048)
   with pytest.raises(ValueError, match=r"config.batch_size=2048.*1024 training examples"):
     trainer.train_and_evaluate(config, str(tmp_path / "run"))
   config = short_config()

@@ -20,7 +20,7 @@ import pytest
 
 from research.launch import experiment, trial
 from research.train import checkpoint, trainer
-from tests.test_train import tiny_config
+from tests.conftest import make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
@@ -91,7 +91,7 @@ def test_preemption_checkpoints_the_current_step_and_resumes_exactly(data_dir, t
       if i == 7:
         trainer.request_preemption()  # What SlurmTrial's signal handler calls.
       yield batch
-  config = tiny_config(total_steps=12)
+  config = make_tiny_config(total_steps=12)
   monkeypatch.setattr(trainer, "_preemption_requested", False)  # And False again afterwards.
   monkeypatch.setattr(trainer.pipeline, "train_batches", warn_at_step_7)
   with pytest.raises(trainer.Preempted, match="Preempted at step 7 of 12"):

@@ -14,19 +14,7 @@ import pytest
 
 from research import models
 from research.train import checkpoint, config as config_lib, optim, steps, trainer
-from tests.conftest import make_tiny_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# The tiny trainer config now lives in conftest.py (the `tiny_config` fixture); other
-# tests still import it from here until they take the fixture.
-tiny_config = make_tiny_config
-
-
-def final_params(workdir):
-  step, state = checkpoint.load_arrays(workdir)
-  return step, state["params"]
+from tests.conftest import ROOT, final_params, make_tiny_config
 
 
 def test_train_step_lowers_the_loss_on_a_batch():
@@ -59,7 +47,7 @@ def test_step_schedule_and_sgd_weight_decay():
 
 
 def test_training_improves_and_writes_the_workdir(data_dir, tmp_path):
-  metrics = trainer.train_and_evaluate(tiny_config(total_steps=60), str(tmp_path))
+  metrics = trainer.train_and_evaluate(make_tiny_config(total_steps=60), str(tmp_path))
   assert metrics["test/accuracy"] > 0.5  # Chance is 0.1.
   for name in ("config.json", "run_info.json", "summary.txt", "metrics.jsonl"):
     assert os.path.exists(tmp_path / name), name
@@ -74,9 +62,9 @@ def test_training_improves_and_writes_the_workdir(data_dir, tmp_path):
 _RUN_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    from tests.test_train import tiny_config
+    from tests.conftest import ROOT, final_params, make_tiny_config
     from research.train import trainer
-    trainer.train_and_evaluate(tiny_config(), {workdir!r})
+    trainer.train_and_evaluate(make_tiny_config(), {workdir!r})
 """)
 
 
@@ -88,12 +76,12 @@ def _run_in_subprocess(workdir, env_extra=None):
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(data_dir, tmp_path):
   straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-  trainer.train_and_evaluate(tiny_config(), straight)
+  trainer.train_and_evaluate(make_tiny_config(), straight)
   result = _run_in_subprocess(killed, {trainer._KILL_AT_STEP_ENV: "13"})
   assert result.returncode == -9, result.stderr[-2000:]
   interrupted_step, _ = checkpoint.load_arrays(killed)
   assert interrupted_step in (5, 10)  # Killed mid-run: 24 was never reached.
-  trainer.train_and_evaluate(tiny_config(), killed)  # Same workdir: resumes.
+  trainer.train_and_evaluate(make_tiny_config(), killed)  # Same workdir: resumes.
   step_a, params_a = final_params(straight)
   step_b, params_b = final_params(killed)
   assert step_a == step_b == 24
@@ -101,7 +89,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(data_dir, tmp_pa
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
-  config = tiny_config(checkpoint_every_steps=1, log_every_steps=1)
+  config = make_tiny_config(checkpoint_every_steps=1, log_every_steps=1)
   config.optimizer.schedule = "constant"
   config.optimizer.learning_rate = 1e30  # Diverges within a couple of steps.
   with pytest.raises(FloatingPointError, match=r"became (nan|inf) at step \d+; stopping"):
@@ -113,8 +101,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, tmp
 
 def test_two_devices_compute_what_one_does(data_dir, tmp_path):
   one = str(tmp_path / "one")
-  trainer.train_and_evaluate(tiny_config(total_steps=6), one)
-  script = _RUN_SCRIPT.replace("tiny_config()", "tiny_config(total_steps=6)")
+  trainer.train_and_evaluate(make_tiny_config(total_steps=6), one)
+  script = _RUN_SCRIPT.replace("make_tiny_config()", "make_tiny_config(total_steps=6)")
   two = str(tmp_path / "two")
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   check = "import jax; assert jax.device_count() == 2\n"
@@ -134,16 +122,16 @@ def test_two_devices_compute_what_one_does(data_dir, tmp_path):
 ])
 def test_impossible_values_name_the_key(key, value, match, tmp_path):
   with pytest.raises(ValueError, match=match):
-    trainer.train_and_evaluate(tiny_config(**{key: value}), str(tmp_path / "w"))
+    trainer.train_and_evaluate(make_tiny_config(**{key: value}), str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w")  # Stopped before any work.
 
 
 def test_nested_impossible_values_name_the_key(tmp_path):
-  config = tiny_config()
+  config = make_tiny_config()
   config.optimizer.name = "rmsprop"
   with pytest.raises(ValueError, match=r"config.optimizer.name='rmsprop'"):
     trainer.validate_config(config)
-  config = tiny_config(num_epochs=3.0)
+  config = make_tiny_config(num_epochs=3.0)
   with pytest.raises(ValueError, match="exactly one of total_steps and num_epochs"):
     trainer.validate_config(config)
 

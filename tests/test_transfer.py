@@ -10,7 +10,7 @@ import pytest
 from research import models
 from research.data import tfds_source
 from research.train import checkpoint, optim, steps, trainer, transfer
-from tests.test_train import tiny_config
+from tests.conftest import make_tiny_config
 
 
 def test_select_classes_keeps_and_remaps_labels():
@@ -64,7 +64,7 @@ def _params(workdir):
 
 def test_frozen_params_stay_bit_identical_and_init_from_copies_them(data_dir, tmp_path):
   # Run A: C1 frozen from its initialisation, the rest trained (SGD + weight decay).
-  config = tiny_config(total_steps=6, eval_every_steps=0, checkpoint_every_steps=0)
+  config = make_tiny_config(total_steps=6, eval_every_steps=0, checkpoint_every_steps=0)
   config.freeze = "^C1/"
   trainer.train_and_evaluate(config, str(tmp_path / "a"))
   a = _params(tmp_path / "a")

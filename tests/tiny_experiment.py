@@ -8,11 +8,11 @@ import time
 
 from research.launch import sweep as sweep_lib
 from research.train import trainer
-from tests.test_train import tiny_config
+from tests.conftest import make_tiny_config
 
 
 def get_config(arg: str | None = None):
-  config = tiny_config()
+  config = make_tiny_config()
   config.arg = arg or ""
   if arg == "slow":
     config.total_steps, config.checkpoint_every_steps = 60, 20
