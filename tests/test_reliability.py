@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from research.launch import experiment
-from research.train import checkpoint, trainer
+from research.train import checkpoint, config as config_lib, trainer, workdir as workdir_lib
 from tests.conftest import ROOT, final_params, make_tiny_config
 
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
@@ -97,6 +97,17 @@ def test_a_rerun_with_another_config_stops_naming_the_keys(finished_run, tmp_pat
   assert "total_steps (" not in message  # Listed only among the keys that may change.
   assert "new --workdir" in message
   assert snapshot(workdir) == before
+
+
+def test_a_workdir_with_the_dataset_statistics_spelled_out_resumes_under_the_default():
+  # Workdirs written before configs took a dataset's own statistics by default
+  # (data.mean = ()) store the numbers; they are the same run.
+  config = config_lib.base_config()
+  stored = json.loads(config.to_json_best_effort())
+  stored["data"]["mean"], stored["data"]["std"] = [0.2860], [0.3530]
+  assert workdir_lib.differences(stored, config) == {}
+  stored["data"]["mean"] = [0.5]
+  assert list(workdir_lib.differences(stored, config)) == ["data.mean"]
 
 
 def test_keys_that_may_change_on_resume_do(finished_run, tmp_path):

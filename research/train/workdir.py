@@ -24,6 +24,7 @@ import socket
 
 import ml_collections
 
+from research.data import datasets
 from research.train import config as config_lib, run_info
 
 # The keys that may differ between a run and its resumption: none changes the
@@ -64,6 +65,17 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+def _resolve_statistics(flat: dict) -> dict:
+  """data.mean/std as numbers: empty ones (the default since configs take a
+  dataset's own statistics) become the dataset's, so a workdir written with
+  the numbers spelled out and a rerun with the default compare equal."""
+  if not flat.get("data.mean") and not flat.get("data.std"):
+    known = datasets.get(flat.get("data.name"))
+    if known is not None:
+      flat = {**flat, "data.mean": list(known.mean), "data.std": list(known.std)}
+  return flat
+
+
 def differences(stored: dict, config: ml_collections.ConfigDict) -> dict[str, tuple]:
   """{dotted key: (stored value, new value)} for keys that may not change.
 
@@ -72,9 +84,9 @@ def differences(stored: dict, config: ml_collections.ConfigDict) -> dict[str, tu
   except the model's free-form kwargs.
   """
   keys = config_lib.base_config().keys()
-  old = {**_flatten(trainer_config(config_lib.base_config())),
-         **_flatten({k: v for k, v in stored.items() if k in keys})}
-  new = _flatten(trainer_config(config))
+  old = _resolve_statistics({**_flatten(trainer_config(config_lib.base_config())),
+                             **_flatten({k: v for k, v in stored.items() if k in keys})})
+  new = _resolve_statistics(_flatten(trainer_config(config)))
   compared = set(new) | {k for k in old if k.startswith("model.kwargs.")}
   return {k: (old.get(k), new.get(k)) for k in sorted(compared)
           if k not in RESUMABLE_KEYS and old.get(k) != new.get(k)}
