@@ -91,6 +91,17 @@ def test_usage_errors_print_their_line_not_the_flag_help(args, line, tmp_path):
   assert lines[0].startswith(line) and len(lines) == 2, result.stderr[-3000:]
 
 
+def test_a_workdir_holding_another_run_is_one_line_without_a_traceback(tmp_path):
+  from research.train import config as config_lib
+  stored = config_lib.base_config()
+  stored.data.name = "mnist_5k"
+  (tmp_path / "config.json").write_text(stored.to_json_best_effort())
+  result = launch("--config=experiments/lenet.py", f"--workdir={tmp_path}")
+  assert result.returncode == 1
+  assert "holds a run with another config" in result.stderr
+  assert "Traceback" not in result.stderr
+
+
 def test_a_workdir_that_is_a_file_is_named_as_such(tmp_path):
   path = tmp_path / "notes.txt"
   path.write_text("mine")
