@@ -13,8 +13,9 @@ Command (the README's main command; about 2 minutes on 2 CPU cores):
 
 Expected: test accuracy 0.902 on Fashion-MNIST after 12 epochs (measured
 2026-11-29 in 128 s on 2 idle cores; the claim needs >= 0.876); `report.md`
-checks the claims below. (The run of 2026-11-23 measured 0.904; commits of
-that session after it changed float rounding, not the method.)
+checks the claims below. (The run of 2026-11-23 measured 0.904 on an earlier
+commit; the code as it was before 2026-11-29 gives 0.902 too, so later
+changes of that day, likely the pooling op or the XLA flag, moved it.)
 
 Sweep (learning rate x batch size, 2 epochs each; a few minutes on 2 idle cores):
 
