@@ -280,6 +280,15 @@ def test_a_finite_loss_with_an_infinite_gradient_stops_before_the_checkpoint(dat
              if np.issubdtype(x.dtype, np.floating))
 
 
+def test_a_non_finite_state_is_never_evaluated(data_dir, tmp_path):
+  # Evaluations between log steps: the stop comes before the eval of a bad state.
+  workdir = str(tmp_path / "run")
+  with pytest.raises(FloatingPointError, match="at step 2; stopping"):
+    trainer.train_and_evaluate(_diverging(eval_every_steps=1, log_every_steps=100), workdir)
+  rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["step"] for r in rows if "test/loss" in r] == [1]
+
+
 def test_divergence_before_the_first_checkpoint_says_so(data_dir, tmp_path):
   with pytest.raises(FloatingPointError, match="at step 2; stopping.*No checkpoint was "
                      "written yet"):

@@ -225,17 +225,20 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
   kill_at = int(os.environ.get(_KILL_AT_STEP_ENV, -1))
   pending, last_train, last_eval = [], {}, {}
 
+  def stop_if_nonfinite(fetched: list, step: int) -> None:
+    bad = finite.first_nonfinite(fetched, step - len(fetched) + 1)
+    if bad:
+      raise FloatingPointError(
+          f"Training {bad[1]} at step {bad[0]}; stopping. {ckpt.newest_text()} Lower "
+          "the learning rate or check the data.")
+
   def flush_train_metrics(step: int) -> dict:
     """Fetches pending step metrics; stops the run on a non-finite step."""
     if not pending:
       return last_train
     fetched = jax.device_get(pending)
     pending.clear()
-    bad = finite.first_nonfinite(fetched, step - len(fetched) + 1)
-    if bad:
-      raise FloatingPointError(
-          f"Training {bad[1]} at step {bad[0]}; stopping. {ckpt.newest_text()} Lower "
-          "the learning rate or check the data.")
+    stop_if_nonfinite(fetched, step)
     means = {f"train/{k}": float(np.mean([m[k] for m in fetched])) for k in fetched[0]}
     means.update({f"train/{k}": v for k, v in objective.train_extras(step).items()})
     return means
@@ -252,6 +255,9 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
       writer.write(step, last_train)
       progress.log(step, {k: last_train[f"train/{k}"] for k in objective.progress_keys})
     if _every(step, eval_every, total_steps):
+      # A non-finite state is never evaluated (nor logged as a result); the
+      # pending metrics stay pending, so logged means are unchanged.
+      stop_if_nonfinite(jax.device_get(pending), step)
       last_eval = run_evals(step)
     preempted = step < total_steps and _preemption_agreed(step)
     if preempted or _every(step, checkpoint_every, total_steps):
