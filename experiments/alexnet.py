@@ -61,6 +61,7 @@ from research.eval import plots, training_speed
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
+from research.train.config import require
 
 # §3.3, §3.4: top-1 error without each component minus with it (ImageNet).
 PAPER_TOP1_GAIN = {"lrn": 0.014, "overlap": 0.004}
@@ -126,9 +127,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                                "fig1.eval_train_examples")
   preflight.require_train_eval(config.ablation, "the overfitting gaps",
                                "ablation.eval_train_examples")
-  if not config.fig1_learning_rates or min(config.fig1_learning_rates) <= 0:
-    raise ValueError(f"config.fig1_learning_rates={config.fig1_learning_rates!r}: "
-                     "give one or more positive learning rates.")
+  require(bool(config.fig1_learning_rates) and min(config.fig1_learning_rates) > 0,
+          "fig1_learning_rates", config.fig1_learning_rates,
+          "give one or more positive learning rates.")
 
 
 # --- §3.1, Fig. 1: ReLU vs tanh ----------------------------------------------

@@ -51,6 +51,7 @@ from research.eval import augment_examples, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib
+from research.train.config import require
 
 # This experiment's own config keys (research/launch/multirun.py's schema).
 STUDY_KEYS = ("variants", "arg")
@@ -98,10 +99,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   from research.train import preflight, trainer
   trainer.validate_config(config)
   preflight.require_train_eval(config, "the train/test gaps")
-  unknown = [v for v in config.variants if v not in VARIANTS]
-  if unknown or "none" not in config.variants:
-    raise ValueError(f"config.variants={config.variants!r}: need 'none' and names from "
-                     f"{list(VARIANTS)}.")
+  require(all(v in VARIANTS for v in config.variants) and "none" in config.variants,
+          "variants", config.variants, f"need 'none' and names from {list(VARIANTS)}.")
 
 
 def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:

@@ -48,6 +48,7 @@ from research.launch import multirun
 from research.models import summary
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
+from research.train.config import require
 
 IMAGENET = (224, 224, 3)
 PLAIN_WIDTH = 0.45   # Matches googlenet_small's parameters (see the report).
@@ -98,8 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
   preflight.require_train_eval(config, "the notes (training error)")
-  if config.plain_width <= 0:
-    raise ValueError(f"config.plain_width={config.plain_width!r}: must be > 0.")
+  require(config.plain_width > 0, "plain_width", config.plain_width, "must be > 0.")
 
 
 def _small_costs(config) -> dict:

@@ -43,6 +43,7 @@ from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
+from research.train.config import require
 
 # §4.6, Table 5: CIFAR-10 test error of each head.
 PAPER_TEST_ERROR = {"gap": 0.1041, "fc": 0.1159, "fc_dropout": 0.1088}
@@ -82,9 +83,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
   preflight.require_train_eval(config, "the overfitting gaps")
-  if config.model.name not in ("nin_small", "nin_cifar10"):
-    raise ValueError(f"config.model.name={config.model.name!r}: this experiment compares "
-                     "NiN heads; use nin_small or nin_cifar10.")
+  require(config.model.name in ("nin_small", "nin_cifar10"), "model.name", config.model.name,
+          "this experiment compares NiN heads; use nin_small or nin_cifar10.")
 
 
 def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:

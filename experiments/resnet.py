@@ -60,6 +60,7 @@ from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib, preflight, trainer
+from research.train.config import require
 
 # The paper's CIFAR-10 test errors (Table 6).
 PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,
@@ -105,8 +106,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   preflight.require_train_eval(config, "the claims and notes (training error, Fig. 6)")
   from research import models
   unknown = [v for v in config.variants if v not in models.registry()]
-  if unknown:
-    raise ValueError(f"config.variants={config.variants!r}: unknown models {unknown}.")
+  require(not unknown, "variants", config.variants, f"unknown models {unknown}.")
 
 
 def _plot_fig6(config, workdir: str, steps_per_epoch: float) -> dict[str, tuple]:

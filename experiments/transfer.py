@@ -71,6 +71,7 @@ from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib, transfer
+from research.train.config import require
 
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")  # fc8: the classifier.
@@ -109,12 +110,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 def validate_config(config: ml_collections.ConfigDict) -> None:
   from research.train import trainer
   trainer.validate_config(config)
-  if sorted(set(config.task_a) | set(config.task_b)) != sorted(config.task_a + config.task_b):
-    raise ValueError(f"config.task_a={config.task_a}, task_b={config.task_b}: must not overlap.")
-  if not all(1 <= n <= len(LAYERS) for n in config.layers):
-    raise ValueError(f"config.layers={config.layers}: each n in 1..{len(LAYERS)}.")
-  if not set(config.conditions) <= set(CONDITIONS):
-    raise ValueError(f"config.conditions={config.conditions}: choose from {CONDITIONS}.")
+  require(sorted(set(config.task_a) | set(config.task_b)) == sorted(config.task_a + config.task_b),
+          "task_a", config.task_a,
+          f"must not overlap task_b={config.task_b} (nor repeat a class).")
+  require(all(1 <= n <= len(LAYERS) for n in config.layers), "layers", config.layers,
+          f"each n in 1..{len(LAYERS)}.")
+  require(set(config.conditions) <= set(CONDITIONS), "conditions", config.conditions,
+          f"choose from {CONDITIONS}.")
 
 
 # --- Fig. 2: the base networks and the 4 x 7 transferred ones ----------------

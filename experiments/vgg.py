@@ -45,6 +45,7 @@ from research.eval import conv_stacks, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
+from research.train.config import require
 
 # Table 3 (single test scale, training scale 256): top-1 validation error.
 PAPER_TOP1 = {"A": 0.296, "D": 0.270}
@@ -93,9 +94,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   preflight.require_train_eval(config, "the depth claim (training error, A vs D)")
   from research.models import vgg
   unknown = [c for c in config.configurations if c not in vgg.CONFIGS]
-  if unknown:
-    raise ValueError(f"config.configurations={config.configurations!r}: unknown {unknown}; "
-                     f"Table 1 has {sorted(vgg.CONFIGS)}.")
+  require(not unknown, "configurations", config.configurations,
+          f"unknown {unknown}; Table 1 has {sorted(vgg.CONFIGS)}.")
 
 
 def variants(config: ml_collections.ConfigDict) -> dict[str, dict]:

@@ -55,6 +55,23 @@ def test_bad_experiment_keys_name_the_key():
     experiment.validate(vgg, config)
 
 
+@pytest.mark.parametrize("name,key,value", [
+    ("nin", "model.name", "lenet5"),
+    ("googlenet", "plain_width", 0),
+    ("augmentation", "variants", ("crop",)),
+    ("alexnet", "fig1_learning_rates", (0.01, -1.0)),
+    ("transfer", "task_a", (0, 1, 2, 3, 4, 5)),
+    ("transfer", "layers", (0,)),
+    ("transfer", "conditions", ("AnB", "CnD")),
+])
+def test_each_experiment_check_is_the_one_config_error(name, key, value):
+  # Every experiment's own check goes through config.require: one line naming the key.
+  module = load(name)
+  config = config_lib.override(module.get_config(), {key: value})
+  with pytest.raises(config_lib.ConfigError, match=f"^config.{key}="):
+    experiment.validate(module, config)
+
+
 def test_claims_compare_the_right_variants():
   """ResNet's degradation claims read the four nets' metrics the right way round."""
   metrics = {"plain20/train_eval/error": 0.10, "plain56/train_eval/error": 0.15,
