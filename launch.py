@@ -212,10 +212,11 @@ def main(argv):
       raise app.UsageError(str(e)) from e
     return
   logging.info("Experiment %s -> %s", config_arg, workdir)
-  from research.train import checkpoint, config as config_lib, workdir as workdir_lib
+  from research import errors
+  from research.train import checkpoint, workdir as workdir_lib
   # Expected stops (a config the data or the workdir refuses, a busy workdir, no
   # intact checkpoint, divergence): their one-line message is the whole story.
-  refusals = (config_lib.ConfigError, workdir_lib.WorkdirBusy, checkpoint.CheckpointError,
+  refusals = (errors.ConfigError, workdir_lib.WorkdirBusy, checkpoint.CheckpointError,
               FloatingPointError)
   try:
     experiment.run_experiment(module, _CONFIG.value, workdir)

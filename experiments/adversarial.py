@@ -66,7 +66,7 @@ from research.eval import attack_battery, attack_curves, plots
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, metrics as metrics_lib, steps
 from research.train import trainer
-from research.train.config import require
+from research.errors import require
 
 # Training steps of every classifier, per dataset; the statistics are the dataset's own.
 DATASETS = {

@@ -61,7 +61,7 @@ from research.eval import plots, training_speed
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
-from research.train.config import require
+from research.errors import require
 
 # §3.3, §3.4: top-1 error without each component minus with it (ImageNet).
 PAPER_TOP1_GAIN = {"lrn": 0.014, "overlap": 0.004}

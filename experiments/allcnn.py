@@ -48,7 +48,7 @@ from research.launch import multirun
 from research.models import allcnn as allcnn_model, summary
 from research.report import Claim
 from research.train import config as config_lib, trainer
-from research.train.config import require
+from research.errors import require
 
 # Table 3: CIFAR-10 test error without augmentation, and the parameter counts it lists.
 PAPER_TEST_ERROR = {"model_c": 0.0974, "all_cnn_c": 0.0908, "strided_cnn_c": 0.1019,

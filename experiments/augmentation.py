@@ -51,7 +51,7 @@ from research.eval import augment_examples, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib
-from research.train.config import require
+from research.errors import require
 
 # This experiment's own config keys (research/launch/multirun.py's schema).
 STUDY_KEYS = ("variants", "arg")

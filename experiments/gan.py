@@ -89,7 +89,7 @@ from research.report import Claim
 from research.train import checkpoint, config as config_lib, gan_step
 from research.train import metrics as metrics_lib, steps, trainer
 from research.train.objectives import gan as gan_objective
-from research.train.config import require
+from research.errors import require
 
 DATASETS = {
     "": dict(name="fashion_mnist", train_split="train[:50000]",

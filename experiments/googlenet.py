@@ -48,7 +48,7 @@ from research.launch import multirun
 from research.models import summary
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
-from research.train.config import require
+from research.errors import require
 
 IMAGENET = (224, 224, 3)
 PLAIN_WIDTH = 0.45   # Matches googlenet_small's parameters (see the report).

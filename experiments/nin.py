@@ -43,7 +43,7 @@ from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
-from research.train.config import require
+from research.errors import require
 
 # §4.6, Table 5: CIFAR-10 test error of each head.
 PAPER_TEST_ERROR = {"gap": 0.1041, "fc": 0.1159, "fc_dropout": 0.1088}

@@ -60,7 +60,7 @@ from research.eval import plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, metrics as metrics_lib, preflight, trainer
-from research.train.config import require
+from research.errors import require
 
 # The paper's CIFAR-10 test errors (Table 6).
 PAPER_TEST_ERROR = {"resnet20": 0.0875, "resnet32": 0.0751, "resnet44": 0.0717,

@@ -106,7 +106,7 @@ from research.eval import paper_tables, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import checkpoint, config as config_lib, trainer
-from research.train.config import require
+from research.errors import require
 
 ARGS = ("tps", "proj", "tc", "fashion", "full")
 DATASET_NAMES = {"r": "R", "rts": "RTS", "p": "P", "e": "E", "t": "T", "tc": "TC"}

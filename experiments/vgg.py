@@ -45,7 +45,7 @@ from research.eval import conv_stacks, plots
 from research.launch import multirun
 from research.report import Claim
 from research.train import config as config_lib, preflight, trainer
-from research.train.config import require
+from research.errors import require
 
 # Table 3 (single test scale, training scale 256): top-1 validation error.
 PAPER_TOP1 = {"A": 0.296, "D": 0.270}

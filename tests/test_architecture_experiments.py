@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from research import models, report
+from research.errors import ConfigError
 from research.eval import conv_stacks, plots, training_speed
 from research.launch import experiment, multirun
 from research.models import summary
@@ -68,7 +69,7 @@ def test_each_experiment_check_is_the_one_config_error(name, key, value):
   # Every experiment's own check goes through config.require: one line naming the key.
   module = load(name)
   config = config_lib.override(module.get_config(), {key: value})
-  with pytest.raises(config_lib.ConfigError, match=f"^config.{key}="):
+  with pytest.raises(ConfigError, match=f"^config.{key}="):
     experiment.validate(module, config)
 
 

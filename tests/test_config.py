@@ -2,13 +2,14 @@
 
 import pytest
 
+from research import errors
 from research.train import config as config_lib
 
 
 def test_require_names_key_value_and_fix():
-  config_lib.require(True, "batch_size", 0, "unused")
+  errors.require(True, "batch_size", 0, "unused")
   with pytest.raises(ValueError, match=r"^config\.batch_size=0: must be > 0\.$"):
-    config_lib.require(False, "batch_size", 0, "must be > 0.")
+    errors.require(False, "batch_size", 0, "must be > 0.")
 
 
 def test_override_sets_dotted_keys_on_a_copy():

@@ -2,6 +2,7 @@
 
 import pytest
 
+from research import errors
 from research.data import datasets
 from research.train import config as config_lib, trainer
 
@@ -44,5 +45,6 @@ def test_bad_statistics_stop_before_any_work(name, mean, std, match):
 
 def test_data_read_with_other_channels_than_its_statistics_is_an_error():
   datasets.check_channels("mnist_5k_rts", (0.0,), 1)  # A distorted copy: known once read.
-  with pytest.raises(ValueError, match="mnist_5k_rts's images have 3 channel"):
+  # A ConfigError: raised inside a run, launch.py prints it as one line.
+  with pytest.raises(errors.ConfigError, match="mnist_5k_rts's images have 3 channel"):
     datasets.check_channels("mnist_5k_rts", (0.0,), 3)

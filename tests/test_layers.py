@@ -18,7 +18,8 @@ below it, never one above):
 The graph is read from the source (ast), function-local imports included,
 so an import hidden in a function body to dodge a cycle is still a cycle.
 The package's set-up, `research/__init__.py` and the `research/xla_flags.py`
-it runs (XLA flags set before JAX starts), sits below everything.
+it runs (XLA flags set before JAX starts), sits below everything, with
+`research/errors.py` (the one config check, used by every layer).
 """
 
 import ast
@@ -28,7 +29,7 @@ import os
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 LAYERS = ("ops", "models", "data", "train", "eval", "report", "launch", "experiments")
 PLOTTING_MODULE = "research.eval.plots"
-SETUP_MODULES = ("research", "research.xla_flags")  # Below every layer.
+SETUP_MODULES = ("research", "research.xla_flags", "research.errors")  # Below every layer.
 
 
 def _modules() -> dict[str, str]:

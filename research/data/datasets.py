@@ -12,6 +12,8 @@ numbers come from.
 
 import dataclasses
 
+from research import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -76,8 +78,8 @@ def normalization(name: str, mean=(), std=()) -> tuple[tuple[float, ...], tuple[
   statistics. Given ones must have one value per channel of a known dataset.
 
   Raises:
-    ValueError: naming the config key (data.mean / data.std) and the fix, when
-      only one of them is given, their lengths differ, a std is not > 0, the
+    errors.ConfigError (a ValueError): naming the config key (data.mean /
+      data.std) and the fix, when only one of them is given, their lengths differ, a std is not > 0, the
       dataset has no known statistics and none are given, or the count does
       not match a known dataset's channels.
   """
@@ -85,18 +87,18 @@ def normalization(name: str, mean=(), std=()) -> tuple[tuple[float, ...], tuple[
   mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
   if not mean and not std:
     if known is None:
-      raise ValueError(
+      raise errors.ConfigError(
           f"config.data.mean=(): dataset {name!r} has no known statistics "
           f"(research/data/datasets.py knows {sorted(DATASETS)}); set data.mean and "
           "data.std, one value per channel on the [0, 1] scale.")
     return known.mean, known.std
   if len(mean) != len(std) or not mean:
-    raise ValueError(f"config.data.std={std}: needs one value per channel, like "
+    raise errors.ConfigError(f"config.data.std={std}: needs one value per channel, like "
                      f"data.mean={mean} (or leave both empty for {name}'s own).")
   if not all(s > 0 for s in std):
-    raise ValueError(f"config.data.std={std}: must be > 0.")
+    raise errors.ConfigError(f"config.data.std={std}: must be > 0.")
   if known is not None and len(mean) != known.channels:
-    raise ValueError(
+    raise errors.ConfigError(
         f"config.data.mean={mean}: {name} has {known.channels} channel(s), so it needs "
         f"{known.channels} values; leave data.mean and data.std empty, (), for its own "
         f"statistics mean={known.mean}, std={known.std}.")
@@ -104,12 +106,13 @@ def normalization(name: str, mean=(), std=()) -> tuple[tuple[float, ...], tuple[
 
 
 def check_channels(name: str, mean, channels: int) -> None:
-  """Raises ValueError unless `mean` has one value per channel of the data read.
+  """Raises errors.ConfigError (a ValueError) unless `mean` has one value per
+  channel of the data read.
 
   For datasets `get` does not know (e.g. the distorted copies), whose channel
   count shows only once the data is read: one value must not be broadcast
   over three channels unnoticed.
   """
   if len(mean) != channels:
-    raise ValueError(f"config.data.mean={tuple(mean)}: {name}'s images have {channels} "
+    raise errors.ConfigError(f"config.data.mean={tuple(mean)}: {name}'s images have {channels} "
                      f"channel(s); give data.mean and data.std {channels} value(s) each.")

@@ -80,23 +80,6 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-class ConfigError(ValueError):
-  """A config that cannot run as given; the message names the key and the fix.
-
-  launch.py prints it as one line (no traceback), wherever it is raised:
-  validation, the checks that need the data, or the work directory's record.
-  """
-
-
-def require(ok: bool, key: str, value, why: str) -> None:
-  """The one config check: raises ConfigError "config.<key>=<value>: <why>" unless ok.
-
-  `why` says what the value must be (and so how to fix it).
-  """
-  if not ok:
-    raise ConfigError(f"config.{key}={value!r}: {why}")
-
-
 def override(config: ml_collections.ConfigDict, overrides: dict, *,
              what: str = "Override") -> ml_collections.ConfigDict:
   """A copy of `config` with dotted keys set, e.g. {"model.kwargs.activation": "tanh"}.

@@ -7,7 +7,7 @@ import math
 
 import ml_collections
 
-from research.train.config import require
+from research.errors import require
 
 
 def run_length(config: ml_collections.ConfigDict, num_train: int,

@@ -32,7 +32,7 @@ from research.data import pipeline, tfds_source
 from research.data.tfds_source import ArraySplit
 from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, preflight,
                             workdir as workdir_lib)
-from research.train.config import require
+from research.errors import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
 _KILL_AT_STEP_ENV = "RESEARCH_TEST_SIGKILL_AT_STEP"

@@ -24,6 +24,7 @@ import socket
 
 import ml_collections
 
+from research import errors
 from research.data import datasets
 from research.train import config as config_lib, run_info
 
@@ -125,7 +126,7 @@ class RunGuard:
     if changed:
       listed = ", ".join(f"{k} ({old!r} there, {new!r} now)" for k, (old, new) in
                          changed.items())
-      raise config_lib.ConfigError(
+      raise errors.ConfigError(
           f"{self.workdir} holds a run with another config; these keys differ: {listed}. "
           f"Only {', '.join(sorted(RESUMABLE_KEYS))} may change when a run resumes. Pass a "
           "new --workdir for a new run (or rerun with the stored values to resume that one).")

@@ -24,6 +24,8 @@ import importlib
 import pkgutil
 import types
 
+from research.errors import require
+
 
 def names() -> list[str]:
   """Every objective's name (the modules of this package but `base`)."""
@@ -32,7 +34,5 @@ def names() -> list[str]:
 
 def get(name: str) -> types.ModuleType:
   """The objective module `name`; ValueError naming the choices when unknown."""
-  if name not in names():
-    raise ValueError(f"config.objective.name={name!r}: unknown objective; choose one of "
-                     f"{names()}.")
+  require(name in names(), "objective.name", name, f"unknown objective; choose one of {names()}.")
   return importlib.import_module(f"{__name__}.{name}")

@@ -17,7 +17,7 @@ import jax
 
 from research.train import steps
 from research.train.objectives import classification
-from research.train.config import require
+from research.errors import require
 
 
 def validate_config(config) -> None:
@@ -38,9 +38,9 @@ class Objective(classification.Objective):
   """The classifier trained on eq. 6; state: `steps.TrainState`."""
 
   def make_train_step(self):
-    if jax.tree.leaves(jax.eval_shape(self.init_state).batch_stats):
-      raise ValueError(f"config.model.name={self.config.model.name!r} has batch norm; the "
-                       "adversarial objective does not support it.")
+    require(not jax.tree.leaves(jax.eval_shape(self.init_state).batch_stats), "model.name",
+            self.config.model.name, "has batch norm; the adversarial objective does not "
+            "support it.")
     objective = self.config.objective
     return steps.make_adversarial_train_step(
         self.model, self.tx, epsilon=objective.epsilon, alpha=objective.alpha, **self.norm)

@@ -20,7 +20,7 @@ from research.data import augment as augment_lib, datasets
 from research.models import summary as summary_lib
 from research.train import optim, steps, transfer
 from research.train.objectives import base
-from research.train.config import require
+from research.errors import require
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

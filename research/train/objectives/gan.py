@@ -34,7 +34,7 @@ from research.models import gan as gan_models
 from research.models import summary as summary_lib
 from research.ops import gan as gan_ops
 from research.train import gan_step
-from research.train.config import require
+from research.errors import require
 from research.train.objectives.base import Objective as _Base
 
 OPTIMIZERS = ("adam", "paper_sgd")
