@@ -13,6 +13,7 @@ import optax
 
 from research import models
 from research.ops import adversarial
+from research.train import precision
 
 
 @flax.struct.dataclass
@@ -89,19 +90,22 @@ def _running_average_in(frozen: frozenset[str]):
 
 
 def _apply(model, state, params, x, *, train: bool, rng=None,
-           frozen: frozenset[str] = frozenset()):
+           frozen: frozenset[str] = frozenset(), compute_dtype: str = "float32"):
   """model.apply with batch-norm statistics updated in training when present
-  (except those of `frozen` modules, which are used and kept)."""
+  (except those of `frozen` modules, which are used and kept), in
+  `compute_dtype` (`precision.apply`: logits and features come back float32)."""
   variables = {"params": params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
   rngs = {"dropout": rng} if rng is not None else None
   if train and state.batch_stats:
     with nn.intercept_methods(_running_average_in(frozen)):
-      (logits, features), updates = model.apply(
-          variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+      (logits, features), updates = precision.apply(
+          model, variables, x, train=True, rngs=rngs, mutable=["batch_stats"],
+          compute_dtype=compute_dtype)
     return logits, features, _keep_frozen(state.batch_stats, updates["batch_stats"], frozen)
-  logits, features = model.apply(variables, x, train=train, rngs=rngs)
+  logits, features = precision.apply(model, variables, x, train=train, rngs=rngs,
+                                     compute_dtype=compute_dtype)
   return logits, features, state.batch_stats
 
 
@@ -116,7 +120,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     mean, std, label_smoothing: float = 0.0,
                     aux_loss_weight: float = 0.0,
                     augment: Callable | None = None,
-                    frozen: frozenset[str] = frozenset()) -> Callable:
+                    frozen: frozenset[str] = frozenset(),
+                    compute_dtype: str = "float32") -> Callable:
   """Returns train_step(state, batch) -> (state, metrics), pure.
 
   batch: {"image": uint8 [B, H, W, C], "label": int [B]}. Auxiliary
@@ -126,6 +131,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
   runs on the float [0, 1] images before standardisation. `frozen`
   (`transfer.frozen_modules`): modules whose batch norm uses and keeps its running
   statistics (their parameters are frozen by `transfer.with_frozen(tx)`).
+  `compute_dtype` ("float32" | "bfloat16"): the model's arithmetic
+  (`precision.apply`); parameters, optimizer state, loss and metrics stay float32.
   """
 
   def train_step(state: TrainState, batch):
@@ -139,7 +146,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
     def loss_fn(params):
       logits, features, batch_stats = _apply(model, state, params, x, train=True,
-                                             rng=dropout_rng, frozen=frozen)
+                                             rng=dropout_rng, frozen=frozen,
+                                             compute_dtype=compute_dtype)
       loss = cross_entropy(logits, labels, label_smoothing)
       total = loss
       if aux_loss_weight:
@@ -161,7 +169,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
 
 def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
-                                mean, std, epsilon: float, alpha: float = 0.5) -> Callable:
+                                mean, std, epsilon: float, alpha: float = 0.5,
+                                compute_dtype: str = "float32") -> Callable:
   """train_step(state, batch) -> (state, metrics) on Goodfellow et al. 2014's eq. 6,
   alpha J(x) + (1 - alpha) J(x + epsilon sign(grad_x J)), pure.
 
@@ -173,6 +182,8 @@ def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformati
   splits it with an augmentation key). Metrics: loss (eq. 6), accuracy, and
   with epsilon > 0 adversarial_accuracy on this batch's adversarial half.
   Batch norm is not supported (`objectives.adversarial` refuses such models).
+  `compute_dtype`: as in `make_train_step`; the perturbation is taken from the
+  float32 gradient with respect to the float32 pixels.
   """
   mean, std = tuple(mean), tuple(std)
 
@@ -181,8 +192,9 @@ def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformati
     x, y = to_unit_range(batch["image"]), batch["label"]
 
     def loss_fn(params, x_, y_):  # Of pixels in [0, 1].
-      logits, _ = model.apply({"params": params}, standardize(x_, mean, std),
-                              train=True, rngs={"dropout": dropout_rng})
+      logits, _ = precision.apply(model, {"params": params}, standardize(x_, mean, std),
+                                  train=True, rngs={"dropout": dropout_rng},
+                                  compute_dtype=compute_dtype)
       return cross_entropy(logits, y_), logits
 
     def objective(params):
@@ -219,8 +231,10 @@ def make_apply_fn(model: nn.Module, mean, std) -> Callable:
   return apply_fn
 
 
-def make_eval_step(model: nn.Module, *, mean, std) -> Callable:
+def make_eval_step(model: nn.Module, *, mean, std, compute_dtype: str = "float32") -> Callable:
   """Returns eval_step(state, batch) -> sums of loss, correct and count.
+
+  The model runs in `compute_dtype`, as in training; the loss is float32.
 
   batch also has "mask" float [B]: padding rows count for nothing, so metrics
   over a split are exact whatever the batch size.
@@ -228,7 +242,8 @@ def make_eval_step(model: nn.Module, *, mean, std) -> Callable:
 
   def eval_step(state: TrainState, batch):
     x = standardize(to_unit_range(batch["image"]), mean, std)
-    logits, _, _ = _apply(model, state, state.params, x, train=False)
+    logits, _, _ = _apply(model, state, state.params, x, train=False,
+                          compute_dtype=compute_dtype)
     mask = batch["mask"]
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)

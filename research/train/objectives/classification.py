@@ -66,7 +66,8 @@ class Objective(base.Objective):
     datasets.check_channels(data.name, mean, train_data.images.shape[-1])
     logging.info("Standardising with mean=%s, std=%s.", mean, std)
     self.norm = dict(mean=mean, std=std)
-    self.eval_step = steps.make_eval_step(self.model, **self.norm)
+    self.eval_step = steps.make_eval_step(self.model, compute_dtype=config.compute_dtype,
+                                          **self.norm)
     self.train_step = self.make_train_step()
 
   def make_train_step(self):
@@ -76,7 +77,8 @@ class Objective(base.Objective):
         self.model, self.tx, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight,
         augment=augment_lib.build(config.augment, self.train_data.images),
-        frozen=transfer.frozen_modules(params, config.freeze), **self.norm)
+        frozen=transfer.frozen_modules(params, config.freeze),
+        compute_dtype=config.compute_dtype, **self.norm)
 
   def summary(self):
     summary = summary_lib.summarize(self.model, self.image_shape, train=False)
