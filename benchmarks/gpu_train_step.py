@@ -142,17 +142,8 @@ def torch_worker(dtype: str) -> dict:
   bs = _BATCH.value
   x = torch.randint(0, 256, (bs, c, h, w), dtype=torch.uint8, device=device)
   y = torch.randint(0, classes, (bs,), device=device)
-  bf16 = dtype == "bfloat16"
-
-  def step():
-    # Same work as the JAX step: scale and standardise the uint8 batch inside.
-    inputs = ((x.float() / 255.0 - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-      logits = model(inputs)
-    loss = torch.nn.functional.cross_entropy(logits.float(), y)  # float32 loss, as JAX's.
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+  step = torch_models.make_train_step(model, opt, x, y, torch.channels_last,
+                                      autocast_bf16=dtype == "bfloat16")
 
   def run_steps(n):
     for _ in range(n):
