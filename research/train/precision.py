@@ -15,6 +15,9 @@ float32 exponent range no loss scaling is needed, Kalamkar et al. 2019):
 * the model's outputs (logits, features) are cast back to float32, so the
   softmax, the loss and every metric are float32.
 
+The objectives' train and eval steps follow it; analyses outside them (the
+GAN's sample grids, the attacks and the rest of research/eval) run float32.
+
 The switch is for GPUs and TPUs (benchmarks/gpu_train_step.py), and for the
 CPU convolution of issue 15: XLA:CPU's bf16 convolutions run no faster than
 its float32 ones (111 GFLOP/s both, measured for that issue on 2026-11-29).
