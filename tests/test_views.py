@@ -52,14 +52,19 @@ def _valid_convs(next_fun, args, kwargs, context):
 def test_dense_score_map_equals_the_network_on_each_crop_at_stride_32(name, size):
   model = models.get_model(name, **TINY)
   image = jax.random.uniform(jax.random.key(0), (1, size + 64, size + 80, 3))
-  with nn.intercept_methods(_valid_convs):
-    variables = model.init(jax.random.key(1), image[:, :size, :size])
-    assert variables["params"]["fc6"]["kernel"].shape == (2 * 2 * 4, 8)
-    scores, _ = model.apply(variables, image, dense=True)
-    assert scores.shape == (1, 3, 3, 6)   # (64 / 32 + 1, 80 / 32 + 1, rounded down).
-    crops = jnp.concatenate([image[:, 32 * i:32 * i + size, 32 * j:32 * j + size]
-                             for i in range(3) for j in range(3)])
-    logits, _ = model.apply(variables, crops)
+  crops = jnp.concatenate([image[:, 32 * i:32 * i + size, 32 * j:32 * j + size]
+                           for i in range(3) for j in range(3)])
+
+  @jax.jit  # One compilation (eager Flax compiles op by op).
+  def run(image, crops):
+    with nn.intercept_methods(_valid_convs):
+      variables = model.init(jax.random.key(1), crops[:1])
+      return (variables["params"]["fc6"]["kernel"].shape, model.apply(variables, image, dense=True)[0],
+              model.apply(variables, crops)[0])
+
+  fc6_shape, scores, logits = run(image, crops)
+  assert fc6_shape == (2 * 2 * 4, 8)
+  assert scores.shape == (1, 3, 3, 6)   # (64 / 32 + 1, 80 / 32 + 1, rounded down).
   np.testing.assert_allclose(scores.reshape(9, 6), logits, rtol=1e-5, atol=1e-5)
 
 
@@ -73,11 +78,17 @@ def test_dense_on_the_training_size_gives_the_logits_and_slides_beyond(name, kwa
   model = models.get_model(name, num_classes=6, **{k: v for k, v in kwargs.items()
                                                    if k != "num_classes"})
   image = jax.random.uniform(jax.random.key(0), (2, size + 64, size + 32, 3 if size > 28 else 1))
-  variables = model.init(jax.random.key(1), image[:, :size, :size])
-  logits, _ = model.apply(variables, image[:, :size, :size])
-  scores, _ = model.apply(variables, image[:, :size, :size], dense=True)
+
+  @jax.jit
+  def run(image):
+    variables = model.init(jax.random.key(1), image[:, :size, :size])
+    return (model.apply(variables, image[:, :size, :size])[0],
+            model.apply(variables, image[:, :size, :size], dense=True)[0],
+            model.apply(variables, image, dense=True)[0])
+
+  logits, scores, score_map = run(image)
   np.testing.assert_allclose(scores[:, 0, 0], logits, rtol=1e-5, atol=1e-6)
-  assert model.apply(variables, image, dense=True)[0].shape == (2, 3, 2, 6)
+  assert score_map.shape == (2, 3, 2, 6)
 
 
 def test_fc_to_conv_kernel():
@@ -114,7 +125,7 @@ def _first_row_logits(params, x):
 
 def test_ten_crop_and_central_crop_average_the_right_patches():
   images = jax.random.uniform(jax.random.key(0), (2, 9, 10, 1))
-  got = views.ten_crop(_first_row_logits, 3.0, images, 7)
+  got = jax.jit(views.ten_crop, static_argnums=(0, 3))(_first_row_logits, 3.0, images, 7)
   patches = []
   for top, left in [(0, 0), (0, 3), (2, 0), (2, 3), (1, 1)]:
     crop = np.asarray(images[:, top:top + 7, left:left + 7])
@@ -131,7 +142,7 @@ def test_dense_view_averages_space_then_posteriors_over_scales_and_flips():
   def score_map(params, x):  # [B, H, W, 1] -> [B, H/4, W/4, 6]
     return jnp.repeat(x[:, ::4, ::4, :] * params, 6, axis=-1) * jnp.arange(6.0)
 
-  got = views.dense(score_map, 2.0, images, (4, 8))
+  got = jax.jit(views.dense, static_argnums=(0, 3))(score_map, 2.0, images, (4, 8))
   posteriors = []
   for q in (4, 8):
     x = views.rescale_shorter_side(images, q)
