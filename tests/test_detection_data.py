@@ -114,6 +114,9 @@ def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny):
       objects.extend(boxes)
       overlapping += any(dm.iou(b, np.delete(boxes, j, 0)).max(initial=0) > 0
                          for j, b in enumerate(boxes))
+    counts = detection.summary(data)
+    assert counts["examples"] == n
+    assert counts["objects"] == sum(len(data.annotation(i).labels) for i in range(n))
   sides = np.array([[b[2] - b[0], b[3] - b[1]] for b in objects])
   assert empty >= 1 and overlapping >= 5
   assert (sides.prod(1) < 16 * 16).any() and sides.min() <= 8  # Tiny ones.

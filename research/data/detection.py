@@ -176,7 +176,8 @@ class DetectionSplit:
   """A split of a detection dataset, checked, with random access.
 
   `len(split)`, `split[i]` (a `DetectionExample`, image decoded),
-  `split.examples(indices)` (a batched read), `split.annotation(i)` (no pixels), `split.class_names`, `split.max_objects`,
+  `split.examples(indices)` (a batched read), `split.annotation(i)` (no
+  pixels), `split.class_names`, `split.max_objects`, `split.image_size(i)`,
   `split.batch(indices, max_objects)` (padded arrays for a jitted step).
   """
 
@@ -316,3 +317,46 @@ def to_coco(split: DetectionSplit, indices=None) -> dict:
           "difficult": int(difficult)})
   categories = [{"id": c + 1, "name": n} for c, n in enumerate(split.class_names)]
   return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def summary(split: DetectionSplit) -> dict:
+  """Counts over a split's annotations (no image decoded): examples, objects,
+  objects per image, empty images, objects whose longer side is <= 10 px,
+  objects under 16x16 px, COCO's size bins (area < 32^2, < 96^2, larger) and
+  the fewest and most objects of a class."""
+  sizes = [np.array([split.image_size(i)]) for i in range(len(split))]
+  boxes = [split.annotation(i).boxes * np.tile(sizes[i], 2) for i in range(len(split))]
+  counts = np.array([len(b) for b in boxes])
+  flat = np.concatenate(boxes) if boxes else np.zeros((0, 4))
+  h, w = flat[:, 2] - flat[:, 0], flat[:, 3] - flat[:, 1]
+  area = h * w
+  labels = np.concatenate([split.annotation(i).labels for i in range(len(split))] or [[]])
+  per_class = np.bincount(labels.astype(int), minlength=split.num_classes)
+  return {"examples": len(split), "objects": int(counts.sum()),
+          "objects_per_image": round(float(counts.mean()), 2) if len(counts) else 0.0,
+          "empty_images": int((counts == 0).sum()),
+          "longer_side_at_most_10px": int((np.maximum(h, w) <= 10).sum()),
+          "under_16x16px": int((area < 16 * 16).sum()),
+          "coco_small_medium_large": [int((area < 32 ** 2).sum()),
+                                      int(((area >= 32 ** 2) & (area < 96 ** 2)).sum()),
+                                      int((area >= 96 ** 2).sum())],
+          "objects_of_a_class_min_max": [int(per_class.min()), int(per_class.max())]}
+
+
+def main(argv):
+  """python -m research.data.detection NAME [SPLIT ...] [--data_dir=DIR]: each
+  split's `summary`, one JSON line per split."""
+  import json
+  from absl import flags
+  if len(argv) < 2:
+    raise SystemExit("Name a detection dataset (and splits), e.g. detection_scenes train test.")
+  for split in argv[2:] or ("train", "validation", "test"):
+    data = open_detection(argv[1], split, flags.FLAGS.data_dir)
+    print(json.dumps({"split": split, **summary(data)}))
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or "
+                      "~/tensorflow_datasets).")
+  app.run(main)

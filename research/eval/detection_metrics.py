@@ -8,12 +8,14 @@
   >= r), or with `use_07_metric=False` the area under the interpolated
   precision/recall curve (the devkit from 2010 on). Matching follows the
   devkit's `VOCevaldet`: a class's detections over all images, by descending
-  score, each to the unmatched ground-truth box of its class and image with
-  the highest IoU; IoU >= threshold (the devkit's `ovmax >= minoverlap`) is a
-  true positive, else (or when that box is taken) a false positive; a detection matched to a "difficult" box counts
-  as neither, and difficult boxes are not among the positives. IoU here is on
-  continuous pixel-edge coordinates (`research/data/detection.py`), without
-  the devkit's +1 on integer pixel indices.
+  score, each to the ground-truth box of its class and image with the highest
+  IoU; IoU >= threshold (the devkit's `ovmax >= minoverlap`) on a box not yet
+  taken is a true positive, else a false positive; a detection matched to a
+  "difficult" box counts as neither (its point repeats the one before on the
+  curve, as in the devkit), and difficult boxes are not among the positives.
+  IoU here is on continuous pixel-edge coordinates
+  (`research/data/detection.py`), without the devkit's +1 on integer pixel
+  indices.
 - `coco_eval`: COCO's AP (IoU 0.5:0.05:0.95), AP50, AP75, by object size,
   and AR, from pycocotools' `COCOeval` on in-memory COCO dicts
   (`detection.to_coco` for the ground truth). COCO's size ranges (small <
