@@ -133,10 +133,10 @@ def validate_anchors(image_hw: tuple[int, int], feature_hw: tuple[int, int], str
   for size in grid:
     best = best_centred_iou(size, sizes, ratios)
     if best < min_iou - 1e-6:
-      what = ("larger" if size > max(sizes) else "smaller" if size < min(sizes)
-              else "intermediate")
+      what = ("a larger" if size > max(sizes) else "a smaller" if size < min(sizes)
+              else "an intermediate")
       require(False, f"{key}.sizes", sizes,
               f"an object of {size:.0f} pixels (data range {small:g}-{large:g}) has IoU at most "
-              f"{best:.2f} < {min_iou} with every anchor, even centred on it: add a {what} size "
+              f"{best:.2f} < {min_iou} with every anchor, even centred on it: add {what} size "
               f"(sizes a factor 2 apart cover {min(sizes) / math.sqrt(2):.0f}-"
               f"{max(sizes) * math.sqrt(2):.0f} pixels at IoU 0.5)")

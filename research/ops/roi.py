@@ -157,7 +157,8 @@ def _bilinear_axis(coords: jax.Array, size: int):
   at_end = low >= size - 1
   low = jnp.where(at_end, size - 1, low)
   high = jnp.where(at_end, size - 1, low + 1)
-  c = jnp.where(at_end, low.astype(c.dtype), c)
+  # At the end both corners are the last cell, so how the weight splits between
+  # them does not matter (torchvision moves the point onto the cell instead).
   frac = c - low
   zero = jnp.zeros((), c.dtype)
   return low, high, jnp.where(inside, 1.0 - frac, zero), jnp.where(inside, frac, zero)
