@@ -93,10 +93,11 @@ def to_normalized(boxes: jax.Array, height: float, width: float) -> jax.Array:
 
 def _centre_size(boxes: jax.Array, eps: float):
   """[..., 4] -> centre y, centre x, height, width; sizes floored at eps (> 0)."""
+  cy = 0.5 * (boxes[..., 0] + boxes[..., 2])
+  cx = 0.5 * (boxes[..., 1] + boxes[..., 3])
   h = jnp.maximum(boxes[..., 2] - boxes[..., 0], eps)
   w = jnp.maximum(boxes[..., 3] - boxes[..., 1], eps)
-  return boxes[..., 0] + 0.5 * (boxes[..., 2] - boxes[..., 0]), \
-      boxes[..., 1] + 0.5 * (boxes[..., 3] - boxes[..., 1]), h, w
+  return cy, cx, h, w
 
 
 def encode(boxes: jax.Array, reference: jax.Array, means=TARGET_MEANS, stds=TARGET_STDS,

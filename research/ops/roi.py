@@ -121,14 +121,13 @@ def roi_max_pool(features: jax.Array, boxes: jax.Array, batch_indices: jax.Array
   hs, he = _caffe_bins(cells[:, 0], cells[:, 2], ph, h)  # [R, PH]
   ws, we = _caffe_bins(cells[:, 1], cells[:, 3], pw, w)  # [R, PW]
   empty = (he <= hs)[:, :, None] | (we <= ws)[:, None, :]  # [R, PH, PW]
-  # Bin corners for the table: [R, PH, PW] each (empty bins read cell 0, then masked).
-  hs3, he3 = jnp.broadcast_to(hs[:, :, None], empty.shape), jnp.broadcast_to(he[:, :, None], empty.shape)
-  ws3, we3 = jnp.broadcast_to(ws[:, None, :], empty.shape), jnp.broadcast_to(we[:, None, :], empty.shape)
-  len_h = jnp.where(empty, 1, he3 - hs3)
-  len_w = jnp.where(empty, 1, we3 - ws3)
+  # Each bin's first cell and length, [R, PH, PW]; empty bins read cell 0 with
+  # length 1 (masked below). A non-empty bin starts inside the map.
+  len_h = jnp.where(empty, 1, (he - hs)[:, :, None])
+  len_w = jnp.where(empty, 1, (we - ws)[:, None, :])
   kh, kw = _level_of(len_h, _levels(h)), _level_of(len_w, _levels(w))
-  h_lo = jnp.clip(jnp.where(empty, 0, hs3), 0, h - 1)
-  w_lo = jnp.clip(jnp.where(empty, 0, ws3), 0, w - 1)
+  h_lo = jnp.where(empty, 0, hs[:, :, None])
+  w_lo = jnp.where(empty, 0, ws[:, None, :])
   h_hi = h_lo + len_h - (1 << kh)
   w_hi = w_lo + len_w - (1 << kw)
   values, indices = _sparse_table(jax.lax.stop_gradient(features))
