@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from research.data import datasets, detection, reader, scene_builders, scenes
 from research.eval import detection_metrics as dm
+from research.ops import boxes as box_ops
 
 TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}
 
@@ -290,11 +291,12 @@ def test_reader_opens_a_prepared_coco_2017_copy(tmp_path):
 def test_a_zero_area_box_in_user_data_is_a_one_line_error(tmp_path):
   data_dir = _coco_dir(tmp_path, {"train": [[([0.1, 0.1, 0.5, 0.5], 0, False)],
                                             [([0.1, 0.3, 0.5, 0.3], 1, False)]]})
-  with pytest.raises(detection.AnnotationError) as e:
+  with pytest.raises(box_ops.InvalidBoxError) as e:
     detection.open_detection("coco/2017", "train", data_dir)
   assert str(e.value).count("\n") == 0
-  assert "coco/2017[train] example 1 ('000000000001.jpg'): object 0 has box" in str(e.value)
-  assert "zero or negative area. To fix: correct or remove" in str(e.value)
+  assert "coco/2017[train] example 1 ('000000000001.jpg'): box 0 " in str(e.value)
+  assert "has zero or negative width (xmax <= xmin)" in str(e.value)
+  assert str(e.value).endswith("correct or remove that object's annotation.")
 
 
 def test_labels_outside_the_class_list_are_refused(tmp_path):
@@ -304,16 +306,18 @@ def test_labels_outside_the_class_list_are_refused(tmp_path):
     detection.open_detection("coco/2017", "train", data_dir, class_names=("person", "bicycle"))
 
 
-@pytest.mark.parametrize("record,match", [
-    (_voc_record([[0.5, 0.1, 0.2, 0.3]], [3], [False]), "object 0 has box .* negative area"),
-    (_voc_record([[0.1, 0.1, 0.2, 1.5]], [3], [False]), r"outside the image .*\[0, 1\]"),
+@pytest.mark.parametrize("record,error,match", [
+    (_voc_record([[0.5, 0.1, 0.2, 0.3]], [3], [False]), box_ops.InvalidBoxError,
+     r"box 0 .* has zero or negative height"),
+    (_voc_record([[0.1, 0.1, 0.2, 1.5]], [3], [False]), box_ops.InvalidBoxError,
+     r"box 0 .* lies outside the image \[0, 1.0\] x \[0, 1.0\]"),
     ({**_voc_record([[0.1, 0.1, 0.2, 0.3]] * 2, [3, 4], [False, False]),
       "objects": {"bbox": np.zeros((2, 4), np.float32), "label": np.array([3])}},
-     r"objects' fields differ in number \(bbox 2, label 1\)"),
+     detection.AnnotationError, r"objects' fields differ in number \(bbox 2, label 1\)"),
 ])
-def test_bad_voc_annotations_are_refused(tmp_path, record, match):
+def test_bad_voc_annotations_are_refused(tmp_path, record, error, match):
   with _mock_voc([_voc_record([], [], []), record]):
-    with pytest.raises(detection.AnnotationError, match=r"voc/2007\[test\] example 1 .*" + match):
+    with pytest.raises(error, match=r"voc/2007\[test\] example 1 .*" + match):
       detection.open_detection("voc/2007", "test", str(tmp_path))
 
 
@@ -353,6 +357,16 @@ def test_voc_ap_on_a_case_computed_by_hand():
   assert area["ap"][0] == pytest.approx(5 / 9)
   with pytest.raises(ValueError, match="1 images of detections for 2 images"):
     dm.voc_eval(detections[:1], truth, 3)
+
+
+def test_the_metrics_iou_is_the_ops_iou():
+  rng = np.random.default_rng(0)
+  corners = rng.uniform(0, 50, (2, 30, 2, 2))
+  a, b = (np.concatenate([c.min(1), c.max(1)], -1) for c in corners)  # [30, 4] each.
+  a[0, 2] = a[0, 0]  # A degenerate box: IoU 0.
+  expected = np.asarray(box_ops.pairwise_iou(a.astype(np.float32), b.astype(np.float32)))
+  np.testing.assert_allclose([dm.iou(box, b) for box in a], expected, atol=1e-5)
+  assert expected[0].max() == 0 and (expected > 0).any()
 
 
 def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny):

@@ -12,9 +12,10 @@ One reader for three sources (issue 16):
 
 Opening a split checks every annotation before any work, without decoding an
 image: each object has one box and one label (equal sequence lengths), each
-box has positive area inside [0, 1], each label is in the class list. The
-first fault is an `AnnotationError`, one line naming the example, the object
-and the fix.
+box is finite with positive area inside [0, 1] (`research.ops.boxes.
+validate_boxes`), each label is in the class list. The first fault is one
+line naming the example, the object and the fix (`AnnotationError`, or
+`InvalidBoxError` for a box; both ConfigErrors).
 
 Boxes: TFDS stores normalised [ymin, xmin, ymax, xmax]; `DetectionExample`
 gives them in pixels (times the image's height and width), as continuous
@@ -31,6 +32,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from research import errors
+from research.ops import boxes as box_ops
 from research.data import reader, tfds_source
 
 
@@ -111,8 +113,11 @@ def parse_annotation(record: dict, index: int, num_classes: int, what: str,
 
   Raises:
     AnnotationError: naming `what`, the example, the object and the fix, when
-      its objects' fields differ in number, a box has zero or negative area or
-      lies outside [0, 1], or a label is outside [0, num_classes).
+      its objects' fields differ in number or a label is outside
+      [0, num_classes).
+    research.ops.boxes.InvalidBoxError: likewise, when a box is not finite,
+      has zero or negative area or lies outside [0, 1] (both are ConfigErrors:
+      launch.py prints them as one line).
   """
   objects = record["objects"]
   filename = _text(record.get("image/filename", f"#{index}"))
@@ -125,20 +130,8 @@ def parse_annotation(record: dict, index: int, num_classes: int, what: str,
                           "and prepare the dataset again.")
   boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
   labels = np.asarray(objects["label"], np.int64).reshape(-1)
-  ymin, xmin, ymax, xmax = boxes.T
-  flat = np.flatnonzero((ymax <= ymin) | (xmax <= xmin))
-  if flat.size:
-    k = int(flat[0])
-    raise AnnotationError(
-        f"{where}: object {k} has box [ymin, xmin, ymax, xmax] = "
-        f"{np.round(boxes[k], 4).tolist()}, of zero or negative area. To fix: correct or remove "
-        "that object's annotation.")
-  outside = np.flatnonzero(((boxes < 0) | (boxes > 1)).any(1))
-  if outside.size:
-    k = int(outside[0])
-    raise AnnotationError(
-        f"{where}: object {k} has box {np.round(boxes[k], 4).tolist()}, outside the image "
-        "(normalised coordinates must be in [0, 1]). To fix: clip or correct that box.")
+  box_ops.validate_boxes(boxes, where, image_size=(1.0, 1.0),  # TFDS's normalised boxes.
+                         fix="correct or remove that object's annotation")
   bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
   if bad.size:
     k = int(bad[0])
@@ -280,8 +273,9 @@ def open_detection(name: str, split: str, data_dir: str | None = None, *,
   label must index into it.
 
   Raises:
-    AnnotationError: on the first bad annotation (see `parse_annotation`), or
-      when `name` is not a detection dataset.
+    AnnotationError, InvalidBoxError: on the first bad annotation (see
+      `parse_annotation`); AnnotationError when `name` is not a detection
+      dataset.
     FileNotFoundError: the dataset is not prepared there and downloads are off.
   """
   source, info = tfds_source.open_source(name, split, data_dir, download=download)

@@ -23,8 +23,9 @@
 
 Detections, per image, in the order of the ground truth: a dict with `boxes`
 float [D, 4] pixels [ymin, xmin, ymax, xmax], `scores` float [D], `labels`
-int [D] (the class, 0-based). NumPy only; the box IoU is a local one until
-research/ops has its own (the detectors' ops).
+int [D] (the class, 0-based). NumPy, float64, on the host: `iou` is NumPy's
+own, since `research.ops.boxes.pairwise_iou` (JAX, float32) would compile for
+each image's new shapes; tests/test_detection_data.py checks that they agree.
 """
 
 import contextlib
