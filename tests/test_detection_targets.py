@@ -25,7 +25,7 @@ IMAGE_HW = (32.0, 40.0)
 ANCHORS = np.asarray(anchor_ops.grid_anchors((4, 5), 8, sizes=(8.0, 16.0),
                                              aspect_ratios=(0.5, 1.0, 2.0)))  # [120, 4]
 G = 4            # Ground truth padded to 4 boxes per image.
-P = 24           # Proposals per image.
+P = 40           # Proposals per image.
 NUM_CLASSES = 3
 RPN_BATCH = 16   # Anchors per image (the paper's 256, scaled down).
 NUM_ROIS = 16    # RoIs per image (the paper's 64).
@@ -55,7 +55,8 @@ def _proposals(gt, rng):
     if len(gt) and rng.uniform() < 0.5:
       g = gt[rng.integers(len(gt))]
       h, w = g[2] - g[0], g[3] - g[1]
-      out.append(g + rng.uniform(-0.5, 0.5, 4) * [h, w, h, w])
+      jitter = rng.choice([0.1, 0.5])  # Mostly foreground, or mostly the grey zone.
+      out.append(g + rng.uniform(-jitter, jitter, 4) * [h, w, h, w])
     else:
       corner = rng.uniform(0, 30, 2)
       out.append(np.concatenate([corner, corner + rng.uniform(3, 20, 2)]))
@@ -90,8 +91,9 @@ def _rpn_batch(key, gt_boxes, gt_mask):
 
 def test_rpn_targets_label_sample_and_encode_like_a_loop():
   boxes, _, mask = _images()
-  for seed in (0, 1):
-    out = _rpn_batch(jax.random.key(seed), boxes, mask)
+  outs = [_rpn_batch(jax.random.key(seed), boxes, mask) for seed in (0, 1)]
+  assert (np.asarray(outs[0].labels) != np.asarray(outs[1].labels)).any()  # Another key, another sample.
+  for out in outs:
     for i in range(3):
       gt = boxes[i][mask[i]]
       rule, iou = _loop_rpn_labels(gt, IMAGE_HW)
@@ -177,8 +179,10 @@ def test_sample_rois_fractions_labels_and_targets_like_a_loop():
       else:
         assert 0.1 <= best[j] < 0.5 and not np.asarray(out.box_targets[i, r]).any()
     assert not np.asarray(out.rois[i][~valid]).any()
-  # Image 0 has enough of both: exactly 25% foreground, a full mini-batch.
-  assert np.asarray(out.valid[0]).all() and (np.asarray(out.labels[0]) > 0).sum() == quota
+  # Image 1 has enough of both (9 foreground, 12 background candidates): a full mini-batch,
+  # exactly 25% foreground. Image 0 has 17 and 11: foreground capped, one slot left empty.
+  assert np.asarray(out.valid[1]).all() and (np.asarray(out.labels[1]) > 0).sum() == quota
+  assert np.asarray(out.valid[0]).sum() == quota + 11
   # The image without objects: no RoI at the paper's [0.1, 0.5) background ...
   assert not np.asarray(out.valid[2]).any()
   # ... and only background at py-faster-rcnn's [0, 0.5).
