@@ -15,10 +15,11 @@ Sections:
            how many of ResNet-20's convolutions have it (stem left out).
   passes   the same, one pass at a time (forward, input gradient, weight
            gradient), to see which pass is slow.
-  threads  the `ab` section in fresh processes with OMP_NUM_THREADS=1 and 2,
-           with OMP_WAIT_POLICY=passive, and with XLA's own thread pool off
-           (--xla_cpu_multi_thread_eigen=false): oneDNN's OpenMP team against
-           XLA's threads and other processes on the same cores.
+  threads  the `ab` section in fresh processes with 1 and 2 oneDNN threads
+           (RESEARCH_ONEDNN_THREADS), OpenMP's threads waiting passively (the
+           op's default) or spinning (OMP_WAIT_POLICY=active), or with XLA's own
+           thread pool off (--xla_cpu_multi_thread_eigen=false): oneDNN's
+           OpenMP team against XLA's threads and other processes on the cores.
   profile  a fresh process with ONEDNN_VERBOSE=profile_exec: oneDNN's own time
            inside each primitive (convolutions and the weight reorders between
            JAX's HWIO and oneDNN's blocked layout) against the wall time of the
@@ -44,6 +45,10 @@ _DTYPES = flags.DEFINE_list("dtypes", "float32,bfloat16", "Operand dtypes.")
 _ROUNDS = flags.DEFINE_integer("rounds", 7, "Alternating rounds per shape.")
 _ITERS = flags.DEFINE_integer("iters", 3, "Calls timed per round.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch.")
+_THREAD_VARIANTS = flags.DEFINE_list(
+    "thread_variants", "1,2,2_active", "Section threads: 1 and 2 oneDNN threads (OpenMP waiting "
+    "passively, the op's default), 2_active (spinning, OpenMP's default), 2_xla1 (XLA's own "
+    "thread pool off).")
 _WORKER = flags.DEFINE_enum("worker", None, ["ab", "profile"], "Internal: run one section, print JSON.")
 
 # ResNet-20 on 32x32 (He et al. 2015, §4.2): (name, H=W, C in, C out, stride, padding as the
@@ -186,7 +191,10 @@ def main(argv):
   from research.ops import onednn_conv
   print(f"# oneDNN conv vs XLA, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, JAX "
         f"{jax.__version__}, oneDNN {onednn_conv.onednn_version()}, batch {_BATCH.value}, "
-        f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+        f"{os.cpu_count()} CPUs, oneDNN threads: RESEARCH_ONEDNN_THREADS="
+        f"{os.environ.get('RESEARCH_ONEDNN_THREADS', 'unset')}, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, OMP_WAIT_POLICY="
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}")
   for section in _SECTIONS.value:
     print(f"\n## {section} ({_load()})")
     if section == "ab":
@@ -195,9 +203,12 @@ def main(argv):
       print(_table(_ab(_PASSES)))
     elif section == "threads":
       single_xla = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-      for env in ({"OMP_NUM_THREADS": "1"}, {"OMP_NUM_THREADS": "2"},
-                  {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "passive"},
-                  {"OMP_NUM_THREADS": "2", "XLA_FLAGS": single_xla}):
+      variants = {"1": {"RESEARCH_ONEDNN_THREADS": "1"},
+                  "2": {"RESEARCH_ONEDNN_THREADS": "2"},
+                  "2_active": {"RESEARCH_ONEDNN_THREADS": "2", "OMP_WAIT_POLICY": "active"},
+                  "2_xla1": {"RESEARCH_ONEDNN_THREADS": "2", "XLA_FLAGS": single_xla}}
+      for name in _THREAD_VARIANTS.value:
+        env = variants[name]
         print(f"\n{env} ({_load()})")
         print(_table(_spawn("ab", env)[0]))
     elif section == "profile":

@@ -38,3 +38,6 @@ ${CXX:-g++} -O3 -std=c++17 -fopenmp -shared -fPIC \
   research/ops/csrc/onednn_conv.cc "$LIB/libdnnl.so.3" -Wl,-rpath,"$LIB"
 mv "$OUT/libonednn_conv.so.tmp" "$OUT/libonednn_conv.so"
 echo "built $OUT/libonednn_conv.so (oneDNN from $LIB)"
+# oneDNN alone, without JAX (benchmarks/onednn_alone.cc): the kernels' own speed.
+${CXX:-g++} -O2 -std=c++17 -fopenmp -I"$INCLUDE" -o "$OUT/onednn_alone" \
+  benchmarks/onednn_alone.cc "$LIB/libdnnl.so.3" -Wl,-rpath,"$LIB"

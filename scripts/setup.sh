@@ -31,3 +31,9 @@ if ((${#missing[@]})); then
 fi
 
 python -m pip install -q --disable-pip-version-check -r requirements.txt
+
+# The oneDNN convolution op (research/ops/onednn_conv.py, issue 15): oneDNN's PyPI
+# wheels and a 10-second g++ build. Optional: when it fails, the project runs on
+# XLA's convolution as before and tests/test_onednn_conv.py skips, saying why.
+bash scripts/build_onednn_conv.sh \
+  || echo "setup: the oneDNN convolution did not build (see above); XLA's convolution is used." >&2

@@ -14,7 +14,7 @@ import pytest
 
 from research.ops import onednn_conv
 
-pytestmark = pytest.mark.skipif(
+needs_library = pytest.mark.skipif(
     not onednn_conv.available(),
     reason=f"oneDNN conv not built: {onednn_conv.unavailable_reason()}")
 
@@ -45,6 +45,7 @@ def _close(ours, ref, dtype):
   np.testing.assert_array_less(np.abs(ours - ref).max(), _TOL[dtype] * scale)
 
 
+@needs_library
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[1]}x{c[2]}x{c[3]}->{c[4]}s{c[7]}g{c[10]}")
 def test_values_and_gradients_equal_lax(case, dtype):
@@ -62,6 +63,7 @@ def test_values_and_gradients_equal_lax(case, dtype):
     _close(g, g_ref, dtype)
 
 
+@needs_library
 def test_grad_of_a_loss_and_vmap_match_lax():
   x = jax.random.normal(jax.random.key(0), (3, 2, 6, 6, 4))
   k = jax.random.normal(jax.random.key(1), (3, 3, 4, 5))
@@ -75,6 +77,7 @@ def test_grad_of_a_loss_and_vmap_match_lax():
     _close(g, g_ref, "float32")
 
 
+@needs_library
 def test_flax_conv_uses_it():
   x = jax.random.normal(jax.random.key(0), (2, 9, 9, 3))
   ref = nn.Conv(4, (3, 3), strides=2, padding=[(1, 0), (1, 0)])
@@ -102,3 +105,31 @@ def test_mixed_dtypes_are_refused():
   with pytest.raises(ValueError, match="must both be float32 or both bfloat16"):
     onednn_conv.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2), jnp.bfloat16),
                                      (1, 1), "SAME", dimension_numbers=_DN)
+
+
+def test_a_missing_library_says_how_to_build_it(monkeypatch, tmp_path):
+  monkeypatch.setenv("RESEARCH_ONEDNN_CONV_LIB", str(tmp_path / "missing.so"))
+  onednn_conv._load.cache_clear()
+  try:
+    assert not onednn_conv.available()
+    assert "bash scripts/build_onednn_conv.sh" in onednn_conv.unavailable_reason()
+    with pytest.raises(ValueError, match="library is not available"):
+      onednn_conv.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), (1, 1),
+                                       "SAME", dimension_numbers=_DN)
+  finally:
+    onednn_conv._load.cache_clear()   # The next caller loads the real library again.
+
+
+@needs_library
+def test_one_thread_gives_the_same_values():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 7, 6))
+  k = jax.random.normal(jax.random.key(1), (3, 3, 6, 8))
+  conv = jax.jit(_conv(onednn_conv.conv_general_dilated, (2, 2), [(1, 0), (1, 0)], (1, 1), 1))
+  default = conv(x, k)
+  onednn_conv.set_threads(1)
+  try:
+    _close(conv(x, k), default, "float32")
+  finally:
+    onednn_conv.set_threads(0)
+  with pytest.raises(ValueError, match="threads must be >= 0"):
+    onednn_conv.set_threads(-1)

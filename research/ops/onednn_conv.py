@@ -24,6 +24,13 @@ CPU"); issue 15. The measurement against XLA is `benchmarks/conv_op.py`.
 The library is found at $RESEARCH_ONEDNN_CONV_LIB, else
 <repo>/build/onednn_conv/libonednn_conv.so. `available()` says whether it
 loaded; `unavailable_reason()` says why not.
+
+Threads: oneDNN runs each convolution on an OpenMP team, by default one thread
+per core ($OMP_NUM_THREADS), or `set_threads(n)` / $RESEARCH_ONEDNN_THREADS.
+Loading the library sets OMP_WAIT_POLICY=passive unless it is set: OpenMP's
+default spin-waiting held the cores that XLA's threads and other processes
+needed (ResNet-20's convs, fp32, 2 threads, load 11: 1.05x XLA with the
+default, 1.50x passive; benchmarks/conv_op.py, section threads).
 """
 
 import ctypes
@@ -50,8 +57,15 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
   path = os.path.abspath(os.environ.get("RESEARCH_ONEDNN_CONV_LIB", _DEFAULT_LIB))
   if not os.path.exists(path):
     return None, f"{path} does not exist (build it: bash scripts/build_onednn_conv.sh)"
+  # libgomp reads this once, when it loads (with this library unless something
+  # else loaded it first).
+  os.environ.setdefault("OMP_WAIT_POLICY", "passive")
   try:
     lib = ctypes.CDLL(path)
+    threads = os.environ.get("RESEARCH_ONEDNN_THREADS", "0")
+    if not threads.isdigit():
+      return None, f"RESEARCH_ONEDNN_THREADS={threads!r} is not a whole number (0: one per core)"
+    lib.OnednnConvSetThreads(ctypes.c_int(int(threads)))
     for target, symbol in _TARGETS.items():
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)),
                                   platform="cpu")
@@ -68,6 +82,19 @@ def available() -> bool:
 def unavailable_reason() -> str:
   """Why `available()` is False ("" when it is True)."""
   return _load()[1]
+
+
+def set_threads(threads: int) -> None:
+  """OpenMP threads per convolution from now on (0: $OMP_NUM_THREADS, else one per core).
+
+  Raises ValueError when the library is not available or threads < 0.
+  """
+  if threads < 0:
+    raise ValueError(f"threads must be >= 0 (0: one per core), got {threads}.")
+  lib = _load()[0]
+  if lib is None:
+    raise ValueError(f"onednn_conv: the library is not available: {unavailable_reason()}.")
+  lib.OnednnConvSetThreads(ctypes.c_int(threads))
 
 
 def onednn_version() -> str:
@@ -184,8 +211,6 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
                        dimension_numbers, batch_group_count, preferred_element_type)
   if reason:
     raise ValueError(f"onednn_conv: {reason}; use jax.lax.conv_general_dilated.")
-  if not available():
-    raise ValueError(f"onednn_conv: the library is not available: {unavailable_reason()}.")
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   dilation = tuple(rhs_dilation) if rhs_dilation is not None else (1, 1)
@@ -196,4 +221,6 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
     raise ValueError(f"onednn_conv: rhs {rhs.shape} does not fit lhs {lhs.shape} with "
                      f"feature_group_count={geometry.groups} (rhs needs C / groups inputs and "
                      "a multiple of groups outputs).")
+  if not available():
+    raise ValueError(f"onednn_conv: the library is not available: {unavailable_reason()}.")
   return _conv(lhs, rhs, geometry)

@@ -13,6 +13,7 @@
 // already uses every core through OpenMP, and the cached weight buffers are
 // reused between calls.
 #include <cstdint>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -75,18 +76,21 @@ struct Entry {
   memory::desc scratchpad_md;
 };
 
-// Weight reorders run on the calling thread alone: the weights are small
-// (KH x KW x C x O values), and an OpenMP team would add a fork and a join
-// barrier to each, which cost milliseconds when another process holds one of
-// the cores. oneDNN reads the thread count when it creates a primitive and
-// when it runs one, so both happen inside this guard.
-class OneThread {
+// The OpenMP team size of the calling thread (XLA calls handlers from its own
+// threads) for one scope. oneDNN reads it when it creates a primitive and when
+// it runs one, so both happen inside such a scope; 0 keeps OpenMP's default.
+class TeamSize {
  public:
-  OneThread() : threads_(omp_get_max_threads()) { omp_set_num_threads(1); }
-  ~OneThread() { omp_set_num_threads(threads_); }
+  explicit TeamSize(int threads) : saved_(omp_get_max_threads()) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  ~TeamSize() { omp_set_num_threads(saved_); }
  private:
-  int threads_;
+  int saved_;
 };
+
+// Threads per convolution (OnednnConvSetThreads); 0: OpenMP's default.
+std::atomic<int> g_threads{0};
 
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
@@ -123,16 +127,21 @@ void FinishEntry(Entry& e, const Geometry& g, const memory::desc& prim_weights,
     e.weights_buffer.resize(prim_weights.get_size());
     dnnl::memory::desc from = kind == kBwdWeights ? prim_weights : g.UserWeights();
     dnnl::memory::desc to = kind == kBwdWeights ? g.UserWeights() : prim_weights;
-    OneThread one_thread;
+    // Weight reorders run on one thread: the weights are small (KH x KW x C x O
+    // values), and an OpenMP team's fork and join barrier cost milliseconds
+    // when another process holds one of the cores (measured: 8-35 ms against
+    // 0.01-0.04 ms on one thread, benchmarks/conv_op.py --sections=profile).
+    TeamSize one_thread(1);
     e.weights_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
   }
   e.scratchpad_md = scratchpad;
   e.scratchpad.resize(scratchpad.get_size());
 }
 
-Entry& GetEntry(const Geometry& g, Kind kind) {
+Entry& GetEntry(const Geometry& g, Kind kind, int threads) {
   auto& cache = Cache();
   auto key = g.Key(kind);
+  key.push_back(threads);  // A primitive keeps the team size it was made for.
   auto it = cache.find(key);
   if (it != cache.end()) return *it->second;
   auto e = std::make_unique<Entry>();
@@ -189,8 +198,10 @@ ffi::Error ReadGeometry(Geometry& g, ffi::Span<const int64_t> x, ffi::Span<const
 
 ffi::Error Run(Kind kind, const Geometry& g, void* x, void* w, void* y) {
   std::lock_guard<std::mutex> lock(Mutex());
+  const int threads = g_threads.load();
+  TeamSize team(threads);
   try {
-    Entry& e = GetEntry(g, kind);
+    Entry& e = GetEntry(g, kind, threads);
     dnnl::engine& eng = Engine();
     dnnl::stream stream(eng);
     memory src(g.Src(), eng, x), dst(g.Dst(), eng, y), user_w(g.UserWeights(), eng, w);
@@ -198,7 +209,7 @@ ffi::Error Run(Kind kind, const Geometry& g, void* x, void* w, void* y) {
                                       : user_w;
     memory scratch(e.scratchpad_md, eng, e.scratchpad.data());
     if (kind != kBwdWeights && e.reorder_weights) {
-      OneThread one_thread;
+      TeamSize one_thread(1);
       e.weights_reorder.execute(stream, user_w, prim_w);
     }
     if (kind == kFwd) {
@@ -211,7 +222,7 @@ ffi::Error Run(Kind kind, const Geometry& g, void* x, void* w, void* y) {
       e.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_WEIGHTS, prim_w},
                               {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
       if (e.reorder_weights) {
-        OneThread one_thread;
+        TeamSize one_thread(1);
         e.weights_reorder.execute(stream, prim_w, user_w);
       }
     }
@@ -274,6 +285,10 @@ ffi::Error ConvBwdWeights(ffi::AnyBuffer x, ffi::AnyBuffer dy, ffi::Result<ffi::
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvFwd, ConvFwd, ONEDNN_CONV_BINDING(x, w));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBwdData, ConvBwdData, ONEDNN_CONV_BINDING(dy, w));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvBwdWeights, ConvBwdWeights, ONEDNN_CONV_BINDING(x, dy));
+
+// Sets the OpenMP threads of each convolution from now on; 0: OpenMP's default
+// (OMP_NUM_THREADS, else one per core).
+extern "C" void OnednnConvSetThreads(int threads) { g_threads.store(threads < 0 ? 0 : threads); }
 
 // The oneDNN version this library runs with, for logs: major*10000 + minor*100 + patch.
 extern "C" int64_t OnednnConvVersion() {
