@@ -25,12 +25,17 @@ The library is found at $RESEARCH_ONEDNN_CONV_LIB, else
 <repo>/build/onednn_conv/libonednn_conv.so. `available()` says whether it
 loaded; `unavailable_reason()` says why not.
 
-Threads: oneDNN runs each convolution on an OpenMP team, by default one thread
-per core ($OMP_NUM_THREADS), or `set_threads(n)` / $RESEARCH_ONEDNN_THREADS.
-Loading the library sets OMP_WAIT_POLICY=passive unless it is set: OpenMP's
-default spin-waiting held the cores that XLA's threads and other processes
-needed (ResNet-20's convs, fp32, 2 threads, load 11: 1.05x XLA with the
-default, 1.50x passive; benchmarks/conv_op.py, section threads).
+Threads: oneDNN runs each convolution on an OpenMP team of one thread by
+default; `set_threads(n)` or $RESEARCH_ONEDNN_THREADS=n changes it (0: one per
+core, or $OMP_NUM_THREADS). Measured on this 2-core machine shared with other
+jobs (load 8-12; `python -m benchmarks.conv_op --sections=threads`), ResNet-20's
+18 3x3 convs, forward and both backward passes, against XLA in the same
+process: 1 thread 2.06x XLA in fp32 and 3.85x in bf16; 2 threads 1.53x and
+1.18x, with stalls of 0.1-3.7 s in bf16's stride-2 weight gradients: a team
+whose threads wait at barriers for a thread that another process holds off
+its core. Loading the library also sets OMP_WAIT_POLICY=passive unless it is
+set (spinning OpenMP threads held the cores XLA's threads needed: 2 threads
+spinning 1.28x / 1.48x). On an idle machine 2 threads may win; not measured.
 """
 
 import ctypes
@@ -62,7 +67,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
   os.environ.setdefault("OMP_WAIT_POLICY", "passive")
   try:
     lib = ctypes.CDLL(path)
-    threads = os.environ.get("RESEARCH_ONEDNN_THREADS", "0")
+    threads = os.environ.get("RESEARCH_ONEDNN_THREADS", "1")
     if not threads.isdigit():
       return None, f"RESEARCH_ONEDNN_THREADS={threads!r} is not a whole number (0: one per core)"
     lib.OnednnConvSetThreads(ctypes.c_int(int(threads)))
@@ -85,7 +90,7 @@ def unavailable_reason() -> str:
 
 
 def set_threads(threads: int) -> None:
-  """OpenMP threads per convolution from now on (0: $OMP_NUM_THREADS, else one per core).
+  """OpenMP threads per convolution from now on (default 1; 0: $OMP_NUM_THREADS, else one per core).
 
   Raises ValueError when the library is not available or threads < 0.
   """
