@@ -7,6 +7,7 @@ and vmap; flax's nn.Conv with it; its refusals. Needs the library
 """
 
 import os
+import warnings
 
 import flax.linen as nn
 import jax
@@ -135,3 +136,38 @@ def test_two_threads_give_the_same_values():
     onednn_conv.set_threads(int(os.environ.get("RESEARCH_ONEDNN_THREADS", "1")))
   with pytest.raises(ValueError, match="threads must be >= 0"):
     onednn_conv.set_threads(-1)
+
+
+def _targets(fn, *args) -> str:
+  return str(jax.make_jaxpr(fn)(*args))
+
+
+@needs_library
+def test_conv_or_lax_uses_onednn_where_it_can_and_lax_elsewhere():
+  x, k = jnp.ones((2, 6, 6, 4)), jnp.ones((3, 3, 4, 4))
+  supported = lambda x, k: onednn_conv.conv_or_lax(x, k, (1, 1), "SAME", dimension_numbers=_DN)
+  dilated_input = lambda x, k: onednn_conv.conv_or_lax(x, k, (1, 1), [(1, 1), (1, 1)],
+                                                       lhs_dilation=(2, 2), dimension_numbers=_DN)
+  assert "onednn_conv_fwd" in _targets(supported, x, k)
+  assert "onednn_conv_fwd" not in _targets(dilated_input, x, k)
+  _close(supported(x, k), jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                         dimension_numbers=_DN), "float32")
+
+
+def test_conv_or_lax_without_the_library_warns_once_and_uses_lax(monkeypatch, tmp_path):
+  monkeypatch.setenv("RESEARCH_ONEDNN_CONV_LIB", str(tmp_path / "missing.so"))
+  onednn_conv._load.cache_clear()
+  onednn_conv._warn_unavailable_once.cache_clear()
+  x, k = jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 2, 3))
+  conv = lambda x, k: onednn_conv.conv_or_lax(x, k, (1, 1), "SAME", dimension_numbers=_DN)
+  try:
+    with pytest.warns(RuntimeWarning, match="missing.so does not exist.*using XLA's convolution"):
+      y = conv(x, k)
+    with warnings.catch_warnings():
+      warnings.simplefilter("error")   # The second call is silent.
+      conv(x, k)
+    np.testing.assert_array_equal(y, jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                                  dimension_numbers=_DN))
+  finally:
+    onednn_conv._load.cache_clear()
+    onednn_conv._warn_unavailable_once.cache_clear()

@@ -8,6 +8,8 @@ gradient through `onednn_conv_bwd_data` and the weight gradient through
 `onednn_conv_bwd_weights` (a `jax.custom_vjp`). The handlers are in
 `research/ops/csrc/onednn_conv.cc`; `bash scripts/build_onednn_conv.sh` builds
 them into `build/onednn_conv/libonednn_conv.so` from oneDNN's PyPI wheels.
+`conv_or_lax` is the same call that falls back to lax where oneDNN cannot serve
+(another backend, unsupported arguments, the library not built: one warning).
 
 Supported: lhs [N, H, W, C] and rhs [KH, KW, C / groups, O], both float32 or
 both bfloat16 (oneDNN accumulates bf16 in float32 and rounds the result to
@@ -41,6 +43,7 @@ spinning 1.28x / 1.48x). On an idle machine 2 threads may win; not measured.
 import ctypes
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -229,3 +232,36 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequenc
   if not available():
     raise ValueError(f"onednn_conv: the library is not available: {unavailable_reason()}.")
   return _conv(lhs, rhs, geometry)
+
+
+@functools.cache
+def _warn_unavailable_once() -> None:
+  warnings.warn(f"onednn_conv: {unavailable_reason()}; using XLA's convolution.", RuntimeWarning,
+                stacklevel=3)
+
+
+def conv_or_lax(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                padding: str | Sequence[tuple[int, int]], lhs_dilation=None, rhs_dilation=None,
+                dimension_numbers=None, feature_group_count: int = 1, batch_group_count: int = 1,
+                precision=None, preferred_element_type=None) -> jax.Array:
+  """`jax.lax.conv_general_dilated`, computed by oneDNN where it can be, else by lax.
+
+  oneDNN when JAX's default backend is the CPU, the library is loaded and
+  `unsupported(...)` finds nothing; lax otherwise (GPU/TPU, other layouts,
+  input dilation, ...). A library that is not built gives one RuntimeWarning
+  per process, naming why, and lax. For flax: `nn.Conv(...,
+  conv_general_dilated=conv_or_lax)`. Same arguments, shapes and dtypes as lax.
+  """
+  args = (lhs, rhs, window_strides, padding)
+  kwargs = dict(lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+                dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+                batch_group_count=batch_group_count, precision=precision,
+                preferred_element_type=preferred_element_type)
+  if jax.default_backend() != "cpu" or unsupported(
+      lhs.shape, rhs.shape, lhs.dtype, rhs.dtype, padding, lhs_dilation, dimension_numbers,
+      batch_group_count, preferred_element_type):
+    return jax.lax.conv_general_dilated(*args, **kwargs)
+  if not available():
+    _warn_unavailable_once()
+    return jax.lax.conv_general_dilated(*args, **kwargs)
+  return conv_general_dilated(*args, **kwargs)
