@@ -1,8 +1,8 @@
 """The oneDNN convolution op alone against XLA's, on ResNet-20's conv shapes (issue 15's stop rule).
 
   bash scripts/build_onednn_conv.sh            # once: build/onednn_conv/libonednn_conv.so
-  python -m benchmarks.conv_op                 # fp32 and bf16, ~3 min on 2 cores
-  python -m benchmarks.conv_op --sections=ab,passes,threads,profile --rounds=9
+  python -m benchmarks.conv_op                 # ab, passes, profile: 5-15 min here
+  python -m benchmarks.conv_op --sections=ab,threads,profile   # 11 min at load 10 (2026-11-29)
 
 Sections:
   ab       forward + input gradient + weight gradient (one jitted function per
