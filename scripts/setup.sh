@@ -60,3 +60,9 @@ if [[ -n $GPU ]]; then
   # JAX then runs on the GPUs (check: python -c "import jax; print(jax.devices())").
   run "${PIP[@]}" "jax[$GPU]==$JAX_VERSION"
 fi
+
+# The oneDNN convolution op (research/ops/onednn_conv.py, issue 15): oneDNN's PyPI
+# wheels and a 10-second g++ build. Optional: when it fails, the project runs on
+# XLA's convolution as before and tests/test_onednn_conv.py skips, saying why.
+run bash scripts/build_onednn_conv.sh \
+  || echo "setup: the oneDNN convolution did not build (see above); XLA's convolution is used." >&2
