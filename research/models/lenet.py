@@ -39,7 +39,9 @@ class MaskedConv(nn.Conv):
     kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
     kernel = kernel * jnp.asarray(self.mask, kernel.dtype)[None, None]  # bf16 stays bf16.
-    y = jax.lax.conv_general_dilated(
+    # nn.Conv's field (None: lax), so config.conv_impl reaches this layer too.
+    conv = self.conv_general_dilated or jax.lax.conv_general_dilated
+    y = conv(
         x, kernel, (1, 1), self.padding,
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y + bias

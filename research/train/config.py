@@ -70,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
   # (bf16 compute; parameters, optimizer state, batch-norm statistics and the
   # loss stay float32). Every objective follows it.
   c.compute_dtype = "float32"
+  # Which convolution computes the models' nn.Conv layers (research/models/conv_impl.py):
+  # "xla" (lax) | "onednn" (oneDNN on the CPU backend, lax on GPU/TPU; issue 15).
+  c.conv_impl = "xla"
 
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.

@@ -30,6 +30,7 @@ import numpy as np
 
 from research.data import pipeline, tfds_source
 from research.data.tfds_source import ArraySplit
+from research.models import conv_impl
 from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, precision,
                             preflight, workdir as workdir_lib)
 from research.errors import require
@@ -85,6 +86,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
   precision.validate_config(config)
+  conv_impl.validate(config.conv_impl)
   objectives.get(config.objective.name).validate_config(config)
 
 
@@ -128,7 +130,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   non-finite, checkpoint.CheckpointError when no checkpoint is intact,
   Preempted when request_preemption() was called (the step is checkpointed).
   """
-  with workdir_lib.RunGuard(workdir) as guard:  # Holds the workdir's lock until the end.
+  # conv_impl: every model traced in the run computes its nn.Conv layers with it;
+  # the guard holds the workdir's lock until the end.
+  with conv_impl.use(config.conv_impl), workdir_lib.RunGuard(workdir) as guard:
     return _train(config, workdir, guard, train_data, eval_fn)
 
 
