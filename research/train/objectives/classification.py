@@ -25,14 +25,7 @@ from research.errors import require
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops impossible model, optimizer and input settings, naming the key."""
-  require(config.optimizer.learning_rate > 0, "optimizer.learning_rate",
-          config.optimizer.learning_rate, "must be > 0.")
-  require(config.optimizer.name in optim.OPTIMIZERS, "optimizer.name",
-          config.optimizer.name, f"choose one of {optim.OPTIMIZERS}.")
-  require(config.optimizer.schedule in optim.SCHEDULES, "optimizer.schedule",
-          config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
-  require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
-          config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
+  optim.validate_config(config.optimizer)
   datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
