@@ -92,8 +92,9 @@ iterations; 30/60/80 of 90 is Goyal et al.'s fixed version of it); scale
 augmentation (the shorter side resized to a random S in [256, 480], a random
 224x224 crop, a horizontal flip, AlexNet's PCA colour augmentation:
 `scale_jitter(256,480)|random_crop(224)|flip_lr|pca_lighting(0.1)`); tested on
-the 50k validation images resized to 256 on the shorter side, by their
-centre 224 crop and by 10-crop testing. bf16 compute with float32 parameters
+the 50k validation images resized to 256 on the shorter side (their central
+256x256), by 10-crop testing (the first view, `test/accuracy`) and by the
+centre 224 crop (`test/central_crop(224)/accuracy`). bf16 compute with float32 parameters
 (the paper: float32; `--config.compute_dtype=float32`). Deviations:
 per-channel standardisation for the per-pixel mean; batch-norm statistics
 over the whole global batch (the paper: per GPU, 32 images). The paper's
@@ -193,7 +194,7 @@ def _imagenet(config: ml_collections.ConfigDict) -> None:
   recipes.imagenet(config, batch_size=256, num_epochs=90,
                    train_pp="scale_jitter(256,480)|random_crop(224)|flip_lr|pca_lighting(0.1)",
                    eval_pp="resize_small(256)|central_crop(256)",
-                   eval_views=("central", "ten_crop(224)"))
+                   eval_views=("ten_crop(224)", "central_crop(224)"))
   config.compute_dtype = "bfloat16"
   recipes.scale_learning_rate(config, 0.1, 256)
   config.optimizer.boundaries = (30 / 90, 60 / 90, 80 / 90)
