@@ -157,7 +157,8 @@ def _imagenet_config() -> ml_collections.ConfigDict:
   """§4-5's recipe (the module docstring): one trainer config and `arg`."""
   c = config_lib.base_config()
   c.model.name = "alexnet_paper"
-  c.model.kwargs = ml_collections.ConfigDict({"paper_init": True})
+  c.model.kwargs = ml_collections.ConfigDict(
+      models.default_kwargs("alexnet_paper", paper_init=True))
   recipes.imagenet(
       c, batch_size=128, num_epochs=90,
       train_pp="resize_small(256)|central_crop(256)|random_crop(227)|flip_lr|pca_lighting(0.1)",
@@ -285,8 +286,7 @@ def _increase(variant: str, key: str = "test/error"):
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   if config.arg == "imagenet":
-    return recipes.error_claims("Krizhevsky et al. 2012, §6", PAPER_IMAGENET, config,
-                                "ten_crop(227)")
+    return recipes.error_claims("Krizhevsky et al. 2012, §6", PAPER_IMAGENET, config)
   subset = f"{multirun.budget_text(config.ablation)}, one seed"
   return [
       Claim(source="Krizhevsky et al. 2012, §3.1, Fig. 1",

@@ -202,7 +202,7 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   if config.arg == "imagenet":
-    return recipes.error_claims("Szegedy et al. 2014, §7", PAPER_IMAGENET, config, "central")
+    return recipes.error_claims("Szegedy et al. 2014, §7", PAPER_IMAGENET, config)
   scale = f"{multirun.budget_text(config)}, one seed"
   return [
       Claim(source="Szegedy et al. 2014, §1",

@@ -183,7 +183,7 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   paper = {k: f"{v:.2%}" for k, v in PAPER_TEST_ERROR.items()}
   recipe = (recipes.error_claims("Lin et al. 2013, §4.6", {
       h: recipes.PaperError(e, None, "Table 5") for h, e in PAPER_TEST_ERROR.items()},
-      config, "central", variants=tuple(HEADS)) if config.arg == "cifar10" else [])
+      config, variants=tuple(HEADS)) if config.arg == "cifar10" else [])
   return recipe + [
       Claim(source="Lin et al. 2013, §3.2",
             statement="Global average pooling has no parameters: the same net with a "

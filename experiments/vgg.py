@@ -201,8 +201,7 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
   if config.arg == "imagenet":
-    return (recipes.error_claims("Simonyan & Zisserman 2015, §4.2", PAPER_IMAGENET, config,
-                                 "dense(256,384,512)")
+    return (recipes.error_claims("Simonyan & Zisserman 2015, §4.2", PAPER_IMAGENET, config)
             + recipes.error_claims("Simonyan & Zisserman 2015, §4.1", PAPER_IMAGENET_Q384,
                                    config, "dense(384)"))
   length = multirun.budget_text(config)

@@ -228,3 +228,52 @@ def test_a_killed_recipe_run_resumes_bit_exactly(resnet_cifar10_run, tmp_path, c
   step_b, params_b = final_params(os.path.join(killed, "resnet20"))
   assert step_a == step_b == 6
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)  # Bit for bit.
+
+
+# Each ImageNet recipe (and NiN's) end to end on mock data: variable-size
+# images streamed through the recipe's own CPU ops at tiny sizes, a tiny net
+# where the model has width knobs, evaluated (top-1, top-5) for each of the
+# recipe's views and checkpointed. Minutes each here (compiling full-depth
+# nets), so marked slow: `python -m pytest -q -m slow tests/test_recipes.py`.
+ONCE = [*TINY, "--config.total_steps=2", "--config.eval_every_steps=0",
+        "--config.checkpoint_every_steps=0", "--config.data.num_workers=0"]
+IMAGENET_TINY = {
+    "resnet": ["--config.model.kwargs.widths=(4,8,16,32)",
+               "--config.data.train_pp=scale_jitter(32,48)|random_crop(32)|flip_lr|"
+               "pca_lighting(0.1)",
+               "--config.data.eval_pp=resize_small(32)|central_crop(32)",
+               '--config.eval_views=("ten_crop(24)","central_crop(24)")'],
+    "alexnet": ["--config.model.kwargs.widths=(8,8,8,8,8)", "--config.model.kwargs.fc_width=16"],
+    "vgg": ["--config.model.kwargs.widths=(4,4,8,8,8)", "--config.model.kwargs.fc_width=16",
+            "--config.data.train_pp=scale_jitter(32,64)|random_crop(32)|flip_lr|"
+            "pca_lighting(0.1)",
+            "--config.data.eval_pp=resize_small(64)|central_crop(64)",
+            '--config.eval_views=("dense(32,48,64)","dense(48)")'],
+    "googlenet": ["--config.model.kwargs.width=0.125",
+                  "--config.data.train_pp=inception_crop(96)|flip_lr|pca_lighting(0.1)",
+                  "--config.data.eval_pp=resize_small(110)|central_crop(96)"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,arg", [r for r in RECIPES if r != ("resnet", "cifar10")])
+def test_each_recipe_end_to_end(name, arg, tmp_path, compile_cache):
+  workdir = str(tmp_path / name)
+  flags = ONCE + IMAGENET_TINY.get(name, ["--config.eval_train_examples=16"])
+  result = launch_mock(f"experiments/{name}.py:{arg}", workdir, flags, compile_cache,
+                       examples=16)
+  assert result.returncode == 0, result.stderr[-3000:]
+  (run,) = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
+            ] if name != "nin" else ["gap"]
+  rows = [json.loads(l) for l in open(os.path.join(workdir, run, "metrics.jsonl"))]
+  final = {k: v for r in rows for k, v in r.items()}
+  assert final["step"] == 2 and 0 <= final["test/accuracy"] <= 1
+  if arg == "imagenet":   # 1000 classes: top-5 beside top-1, for every view.
+    with open(os.path.join(workdir, run, "config.json")) as f:
+      views = json.load(f)["eval_views"]
+    assert "test/top5_accuracy" in final
+    assert all(f"test/{v}/top5_accuracy" in final for v in views[1:])
+  assert checkpoint.Checkpointer(os.path.join(workdir, run)).latest_step() == 2
+  with open(os.path.join(workdir, "claims.json")) as f:
+    recipe_claims = [c for c in json.load(f) if "reaches the paper's" in c["statement"]]
+  assert recipe_claims and recipe_claims[0]["ours"] is not None

@@ -91,12 +91,14 @@ def metric(variant: str, view: str, views, k: int) -> str:
   return f"{variant}/test/{name}" if view == views[0] else f"{variant}/test/{view}/{name}"
 
 
-def error_claims(source: str, paper: dict[str, PaperError], config, view: str,
+def error_claims(source: str, paper: dict[str, PaperError], config, view: str | None = None,
                  variants: tuple[str, ...] | None = None) -> list[Claim]:
   """One claim per reported error of each trained net (`variants`, default
-  `config_variants(config)`): ours (1 - accuracy for `view`) at most
-  TOLERANCE above the paper's."""
+  `config_variants(config)`): ours (1 - accuracy for `view`, default the
+  config's first view, where each recipe puts the paper's) at most TOLERANCE
+  above the paper's."""
   views, claims = _views(config), []
+  view = view or views[0]
   for variant in variants or config_variants(config):
     if variant not in paper:
       continue
