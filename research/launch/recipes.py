@@ -64,7 +64,9 @@ def scale_learning_rate(config: ml_collections.ConfigDict, lr: float, batch: int
 
   Goyal et al. 2017's linear scaling rule (ResNet: 0.1 at batch 256): a
   later `--config.batch_size=1024` sets the learning rate to 0.4, and an
-  explicit `--config.optimizer.learning_rate` still wins.
+  explicit `--config.optimizer.learning_rate` still wins. Sweeps and variants
+  set their keys on a resolved copy (`config.override`), where the rate no
+  longer follows the batch: sweep both.
   """
   config.optimizer.learning_rate = config.get_ref("batch_size").to_float() * (lr / batch)
 
