@@ -78,7 +78,8 @@ Runtime (an estimate: research/launch/recipes.py's compute bound, 30% of an
 A100's bf16 peak, is 0.4 minutes for ResNet-20 and 2.2 for ResNet-110 on one
 GPU, but steps this small are bound by per-layer latency, so expect minutes
 to an hour per net; on this 2-core CPU, at the 155 img/s measured for
-ResNet-56 in README's benchmark, 64k steps of 128 take about 15 hours).
+ResNet-56 on 28x28 images in README's benchmark, 64k steps of 128 take about
+15 hours, more at 32x32).
 
   python launch.py --config=experiments/resnet.py:imagenet --workdir=runs/resnet50
 
