@@ -89,14 +89,15 @@ first 1x1 conv of a bottleneck; ResNet-101/152 with
 weight decay 1e-4, learning rate 0.1 x batch/256 (Goyal et al. 2017's linear
 scaling; `--config.batch_size=1024` gives 0.4), divided by 10 at epochs 30,
 60 and 80 of 90 (the paper divides "when the error plateaus", for up to 60e4
-iterations; 30/60/80 of 90 is Goyal et al.'s fixed version of it); scale
+iterations, 120 epochs; 30/60/80 of 90 is Goyal et al.'s fixed version); scale
 augmentation (the shorter side resized to a random S in [256, 480], a random
 224x224 crop, a horizontal flip, AlexNet's PCA colour augmentation:
 `scale_jitter(256,480)|random_crop(224)|flip_lr|pca_lighting(0.1)`); tested on
 the 50k validation images resized to 256 on the shorter side (their central
 256x256), by 10-crop testing (the first view, `test/accuracy`) and by the
-centre 224 crop (`test/central_crop(224)/accuracy`). bf16 compute with float32 parameters
-(the paper: float32; `--config.compute_dtype=float32`). Deviations:
+centre 224 crop (`test/central_crop(224)/accuracy`). bf16 compute with
+float32 parameters (the paper: float32; `--config.compute_dtype=float32`).
+Deviations:
 per-channel standardisation for the per-pixel mean; batch-norm statistics
 over the whole global batch (the paper: per GPU, 32 images). The paper's
 10-crop validation errors (Table 3), top-1 / top-5: ResNet-50 22.85 / 6.71%,
