@@ -216,18 +216,26 @@ def test_resnet_cifar10_recipe_end_to_end(resnet_cifar10_run):
   assert len(table6) == 1 and table6[0]["paper"] == "8.75%" and table6[0]["ours"] is not None
 
 
-def test_a_killed_recipe_run_resumes_bit_exactly(resnet_cifar10_run, tmp_path, compile_cache):
-  killed = str(tmp_path / "killed")
-  result = launch_mock("experiments/resnet.py:cifar10", killed, RESNET_CIFAR10, compile_cache,
-                       {trainer._KILL_AT_STEP_ENV: "3"})
+def assert_kill_and_resume_is_exact(config, flags, straight, killed, cache, examples=64):
+  """Runs `config` killed by SIGKILL after step 3 into `killed`, reruns it
+  there, and checks its final parameters against the uninterrupted run in
+  `straight`, bit for bit (each workdir holds one net's subfolder)."""
+  result = launch_mock(config, killed, flags, cache, {trainer._KILL_AT_STEP_ENV: "3"},
+                       examples=examples)
   assert result.returncode == -9, result.stderr[-3000:]
-  assert checkpoint.Checkpointer(os.path.join(killed, "resnet20")).latest_step() == 2
-  result = launch_mock("experiments/resnet.py:cifar10", killed, RESNET_CIFAR10, compile_cache)
+  (run,) = os.listdir(killed)
+  assert checkpoint.Checkpointer(os.path.join(killed, run)).latest_step() == 2
+  result = launch_mock(config, killed, flags, cache, examples=examples)
   assert result.returncode == 0, result.stderr[-3000:]
-  step_a, params_a = final_params(os.path.join(resnet_cifar10_run, "resnet20"))
-  step_b, params_b = final_params(os.path.join(killed, "resnet20"))
+  step_a, params_a = final_params(os.path.join(straight, run))
+  step_b, params_b = final_params(os.path.join(killed, run))
   assert step_a == step_b == 6
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)  # Bit for bit.
+
+
+def test_a_killed_recipe_run_resumes_bit_exactly(resnet_cifar10_run, tmp_path, compile_cache):
+  assert_kill_and_resume_is_exact("experiments/resnet.py:cifar10", RESNET_CIFAR10,
+                                  resnet_cifar10_run, str(tmp_path / "killed"), compile_cache)
 
 
 # Each ImageNet recipe (and NiN's) end to end on mock data: variable-size
@@ -277,3 +285,17 @@ def test_each_recipe_end_to_end(name, arg, tmp_path, compile_cache):
   with open(os.path.join(workdir, "claims.json")) as f:
     recipe_claims = [c for c in json.load(f) if "reaches the paper's" in c["statement"]]
   assert recipe_claims and recipe_claims[0]["ours"] is not None
+
+
+ALEXNET_TINY = [*TINY, "--config.data.num_workers=0", *IMAGENET_TINY["alexnet"]]
+
+
+@pytest.mark.slow
+def test_a_killed_streaming_recipe_resumes_bit_exactly(tmp_path, compile_cache):
+  # imagenet2012's variable-size images, streamed, with random crops, flips and
+  # PCA lighting drawn per (seed, step, row): the resumed run draws the same.
+  config, straight = "experiments/alexnet.py:imagenet", str(tmp_path / "straight")
+  result = launch_mock(config, straight, ALEXNET_TINY, compile_cache, examples=32)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert_kill_and_resume_is_exact(config, ALEXNET_TINY, straight, str(tmp_path / "killed"),
+                                  compile_cache, examples=32)
