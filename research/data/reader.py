@@ -33,14 +33,19 @@ def prepared_dir(name: str, data_dir: str) -> str | None:
   return None
 
 
-def open_prepared(path: str, split: str):
-  """(source, info) of `split` of the dataset prepared in folder `path`."""
+def open_prepared(path: str, split: str, decoders=None):
+  """(source, info) of `split` of the dataset prepared in folder `path`.
+
+  decoders: TFDS's, e.g. {"image": tfds.decode.SkipDecoding()} to read the
+  annotations without decoding images.
+  """
   builder = tfds.builder_from_directory(path)
-  return builder.as_data_source(split=split), builder.info
+  return builder.as_data_source(split=split, decoders=decoders), builder.info
 
 
-def _read(source, keys: range) -> list[dict]:
-  """Reads records in one batched call (~4x faster than one at a time)."""
+def read_records(source, keys) -> list[dict]:
+  """Records `keys` (a sequence of indices) of `source`, read in one batched
+  call (~4x faster than one at a time)."""
   try:
     return source.__getitems__(list(keys))
   except TypeError:  # tfds.testing.mock_data's sources lack a working __getitems__.
@@ -92,7 +97,7 @@ def decode(source, info, *, chunk: int = 4096, what: str = "") -> ArraySplit:
   start, n = time.time(), len(source)
   images, labels = [], []
   for lo in range(0, n, chunk):
-    records = _read(source, range(lo, min(n, lo + chunk)))
+    records = read_records(source, range(lo, min(n, lo + chunk)))
     images.append(np.stack([r[image_key] for r in records]))
     labels.append(np.asarray([r[label_key] for r in records], np.int32))
   logging.info("Decoded %s: %d examples in %.1f s.", what or info.name, n, time.time() - start)
