@@ -99,7 +99,7 @@ def error_claims(source: str, paper: dict[str, PaperError], config, view: str | 
   `config_variants(config)`): ours (1 - accuracy for `view`, default the
   config's first view, where each recipe puts the paper's) at most TOLERANCE
   above the paper's."""
-  views, claims = _views(config), []
+  views, claims = tuple(config.eval_views), []
   view = view or views[0]
   for variant in variants or config_variants(config):
     if variant not in paper:
@@ -121,11 +121,6 @@ def error_claims(source: str, paper: dict[str, PaperError], config, view: str | 
   return claims
 
 
-def _views(config) -> tuple[str, ...]:
-  # TODO(recipes, at the merge of eval_views): config.eval_views always exists then.
-  return tuple(config.get("eval_views", ("central",)))
-
-
 def config_variants(config) -> tuple[str, ...]:
   """The nets a recipe trains: config.variants (or configurations) when the
   experiment has them, else the model's name."""
@@ -137,7 +132,7 @@ def config_variants(config) -> tuple[str, ...]:
 
 def error_table(config, metrics: dict, paper: dict[str, PaperError]) -> str:
   """report.md's section: each net's error for each view beside the paper's."""
-  views = _views(config)
+  views = tuple(config.eval_views)
   lines = ["## Our errors and the paper's", "",
            "| net | view | top-1 error | top-5 error | paper (top-1 / top-5) |",
            "|---|---|---|---|---|"]
