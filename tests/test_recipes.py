@@ -209,6 +209,7 @@ def test_resnet_cifar10_recipe_end_to_end(resnet_cifar10_run):
   rows = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl"))]
   evals = [r for r in rows if "test/accuracy" in r]
   assert [r["step"] for r in evals] == [3, 6]
+  assert 0 <= evals[-1]["test/top5_accuracy"] <= 1 and "train_eval/error" in evals[-1]
   assert checkpoint.Checkpointer(run).latest_step() == 6
   with open(os.path.join(resnet_cifar10_run, "claims.json")) as f:
     claims = {c["statement"]: c for c in json.load(f)}
