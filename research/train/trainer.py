@@ -30,8 +30,8 @@ import numpy as np
 
 from research.data import pipeline, tfds_source
 from research.data.tfds_source import ArraySplit
-from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, preflight,
-                            workdir as workdir_lib)
+from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, precision,
+                            preflight, workdir as workdir_lib)
 from research.errors import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
@@ -84,6 +84,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
+  precision.validate_config(config)
   objectives.get(config.objective.name).validate_config(config)
 
 
