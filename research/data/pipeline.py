@@ -22,7 +22,12 @@ and normalisation happen inside the jitted step.
 """
 
 from collections.abc import Callable, Iterator, Sequence
+import ctypes
+import functools
 import math
+import os
+import signal
+import sys
 
 from absl import flags
 import grain
@@ -77,6 +82,23 @@ def preprocess_batch(pp: PPFn | None, images, rngs) -> np.ndarray:
   return np.stack([pp(np.asarray(image), rng) for image, rng in zip(images, rngs)])
 
 
+def _die_with_parent(parent_pid: int, worker_index: int, worker_count: int) -> None:
+  """Runs in each grain worker: end it when the training process ends.
+
+  A training process killed outright (SIGKILL, out of memory) runs no
+  clean-up, and grain's workers would otherwise live on, holding memory and
+  the parent's output pipes. Linux: the kernel sends SIGKILL on the parent's
+  death (prctl PR_SET_PDEATHSIG); elsewhere nothing is done.
+  """
+  del worker_index, worker_count
+  if not sys.platform.startswith("linux"):
+    return
+  libc = ctypes.CDLL(None, use_errno=True)
+  libc.prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG.
+  if os.getppid() != parent_pid:  # The parent died before prctl took effect.
+    os._exit(1)
+
+
 def _iterate(steps: grain.MapDataset, load, first: int, prefetch: int,
              num_workers: int) -> Iterator:
   """The elements of `steps` (= load(first), load(first + 1), ...) in order:
@@ -90,7 +112,8 @@ def _iterate(steps: grain.MapDataset, load, first: int, prefetch: int,
     read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=max(prefetch, 1))
     options = grain.MultiprocessingOptions(num_workers=num_workers,
                                            per_worker_buffer_size=max(prefetch, 1))
-    yield from steps.to_iter_dataset(read_options=read).mp_prefetch(options)
+    yield from steps.to_iter_dataset(read_options=read).mp_prefetch(
+        options, worker_init_fn=functools.partial(_die_with_parent, os.getpid()))
   elif prefetch:
     read = grain.ReadOptions(num_threads=1, prefetch_buffer_size=prefetch)
     yield from steps.to_iter_dataset(read_options=read)

@@ -43,10 +43,12 @@ def read_records(source, keys) -> list[dict]:
   """Records `keys` of `source`, in one batched call where the source has one
   (~4x faster than one at a time for small records)."""
   keys = [int(k) for k in keys]
-  try:
-    return source.__getitems__(keys)
-  except TypeError:  # tfds.testing.mock_data's sources lack a working __getitems__.
-    return [source[k] for k in keys]
+  if hasattr(source, "__getitems__"):
+    try:
+      return source.__getitems__(keys)
+    except TypeError:  # tfds.testing.mock_data's sources lack a working __getitems__.
+      pass
+  return [source[k] for k in keys]
 
 
 def class_names(info, label_key: str = "label") -> tuple[str, ...]:
