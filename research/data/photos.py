@@ -20,20 +20,28 @@ NAMES = ("china", "flower", "astronaut", "chelsea", "coffee", "rocket", "motorcy
          "hubble_deep_field", "immunohistochemistry", "retina")
 
 
-def load_photos(short_side: int = 192) -> list[np.ndarray]:
-  """The ten photos as uint8 [H, W, 3], shorter side `short_side`, in NAMES order."""
-  from sklearn.datasets import load_sample_images
+def load_photos(short_side: int = 192, names: tuple[str, ...] = NAMES) -> list[np.ndarray]:
+  """Photos as uint8 [H, W, 3], shorter side `short_side`, in `names` order.
+
+  names: NAMES' photos, or any of scikit-image's bundled ones (grey ones, such
+  as "camera" or "grass", are repeated over three channels).
+  """
   try:
     from skimage import data as skdata
   except ImportError as e:
     raise ImportError("The photo task needs scikit-image's bundled photos: "
                       "pip install scikit-image (see requirements.txt).") from e
-  sk = dict(zip(("china", "flower"), load_sample_images().images))
+  sk = {}
+  if {"china", "flower"} & set(names):  # Loading scikit-learn's takes seconds.
+    from sklearn.datasets import load_sample_images
+    sk = dict(zip(("china", "flower"), load_sample_images().images))
   loaders = {"motorcycle": lambda: skdata.stereo_motorcycle()[0]}
   photos = []
-  for name in NAMES:
+  for name in names:
     image = sk[name] if name in sk else (loaders[name] if name in loaders
                                          else getattr(skdata, name))()
+    if image.ndim == 2:
+      image = np.repeat(image[..., None], 3, axis=-1)
     h, w = image.shape[:2]
     scale = short_side / min(h, w)
     size = (max(short_side, round(w * scale)), max(short_side, round(h * scale)))

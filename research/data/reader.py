@@ -33,10 +33,14 @@ def prepared_dir(name: str, data_dir: str) -> str | None:
   return None
 
 
-def open_prepared(path: str, split: str):
-  """(source, info) of `split` of the dataset prepared in folder `path`."""
+def open_prepared(path: str, split: str, decoders=None):
+  """(source, info) of `split` of the dataset prepared in folder `path`.
+
+  decoders: TFDS's, e.g. {"image": tfds.decode.SkipDecoding()} to read the
+  annotations without decoding images.
+  """
   builder = tfds.builder_from_directory(path)
-  return builder.as_data_source(split=split), builder.info
+  return builder.as_data_source(split=split, decoders=decoders), builder.info
 
 
 def read_records(source, keys) -> list[dict]:

@@ -15,6 +15,8 @@ from research.data import builders
 # Imported for its registration: the distorted datasets join builders.LOCAL_BUILDERS.
 from research.data import distorted_builders  # noqa: F401  pylint: disable=unused-import
 from research.data import reader
+# Imported for its registration: the detection scenes join builders.LOCAL_BUILDERS.
+from research.data import scene_builders  # noqa: F401  pylint: disable=unused-import
 # The reading API, re-exported: callers read datasets through this module.
 from research.data.reader import ArraySplit, default_data_dir, select_classes  # noqa: F401
 
@@ -30,7 +32,7 @@ def _how_to_prepare(name: str, data_dir: str) -> str:
 
 
 def open_source(name: str, split: str, data_dir: str | None = None, *,
-                download: bool = False):
+                download: bool = False, decoders=None):
   """Opens `split` of dataset `name` as a random-access source (array_record).
 
   Datasets that this project can build from local files (see
@@ -38,6 +40,8 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
   already be prepared in `data_dir`, unless `download=True`. A `data_dir`
   given explicitly must exist unless `download=True` (FileNotFoundError): only
   the default folder is created here.
+
+  decoders: TFDS's per-feature decoders (e.g. `tfds.decode.SkipDecoding()`).
 
   Returns:
     (source, info): `source[i]` / `source.__getitems__(idx)` give dicts of NumPy
@@ -57,9 +61,10 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
     logging.info("Preparing %s into %s from local files (no download).", base, data_dir)
     path = builders.prepare(base, data_dir)
   if path is not None:  # Prepared: read it as it is, whoever built it.
-    return reader.open_prepared(path, split)
+    return reader.open_prepared(path, split, decoders)
   try:
-    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=download,
+                              decoders=decoders)
   except Exception as e:  # TFDS raises several unrelated types for "not there".
     if path is None and not download:
       raise FileNotFoundError(
