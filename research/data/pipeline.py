@@ -233,10 +233,10 @@ class MemorySplit(InputSplit):
     self.train_pp_spec, self.eval_pp_spec, self.rgb_eigh = train_pp, eval_pp, rgb_eigh
     self.train_pp = preprocess.build(train_pp, rgb_eigh)
     self.eval_pp = preprocess.build(eval_pp, rgb_eigh)
-    first = np.asarray(data.images[0])
-    hw = preprocess.output_hw(eval_pp, first.shape[:2] if data.images.dtype == object
-                              else data.images.shape[1:3])
-    self.image_shape = (*hw, first.shape[-1])
+    stored = data.images.shape[1:]
+    if data.images.dtype == object:  # Sizes vary: only the channels are known.
+      stored = (None, None, np.asarray(data.images[0]).shape[-1] if len(data) else None)
+    self.image_shape = (*preprocess.output_hw(eval_pp, stored[:2]), stored[-1])
 
   def __len__(self) -> int:
     return len(self.data)
