@@ -82,6 +82,21 @@ def config_kwargs(ctor, label: str, **overrides) -> dict:
   return {**{k: v for k, v in fields.items() if isinstance(v, _PLAIN)}, **overrides}
 
 
+def has_dense_mode(name: str) -> bool:
+  """Whether the model registered as `name` takes `dense=True`: its fully connected
+  layers applied as convolutions, a class score map out (`common.classifier`).
+
+  Raises:
+    ValueError: unknown model.
+  """
+  if name not in registry():
+    raise ValueError(f"Unknown model {name!r}. Known models: {', '.join(sorted(registry()))}.")
+  ctor = registry()[name]
+  cls = ctor.func if isinstance(ctor, functools.partial) else ctor
+  call = getattr(cls, "__call__", None)
+  return call is not None and "dense" in inspect.signature(call).parameters
+
+
 def default_kwargs(name: str, **overrides) -> dict:
   """`config_kwargs` of the model registered as `name`: its config.model.kwargs.
 

@@ -50,6 +50,14 @@ class AlexNet(nn.Module):
 
   Returns logits [B, num_classes] and features conv1..conv5 (after ReLU,
   before LRN and pooling) and fc6, fc7.
+
+  `dense=True` (apply only, with the trained parameters): the FC layers run as
+  convolutions (fc6 a 6 x 6 conv at the paper's sizes, fc7 and fc8 1 x 1,
+  `common.classifier`), giving a class score map [B, H', W', num_classes], one
+  position per window of the training size at stride 32 (the conv and pool
+  strides' product). The adaptive pool of `pooled_size` is left out: it is the
+  identity at the size the FC layers were trained on, and would squash a
+  larger map instead of sliding fc6 over it.
   """
   num_classes: int = 1000
   widths: Sequence[int] = (96, 256, 384, 384, 256)
@@ -85,7 +93,7 @@ class AlexNet(nn.Module):
             "bias_init": nn.initializers.ones if bias_one else nn.initializers.zeros}
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, dense: bool = False):
     mode = "floor" if self.floor_mode else "exact"
     features = {}
     act = layers.activation(self.activation)
@@ -104,12 +112,12 @@ class AlexNet(nn.Module):
         w, rounding = self.pool_window, self.pool_rounding or mode
         x = layers.MaxPool(w, 2, padding=common.window_padding(x.shape[1:3], w, 2, 0, rounding),
                            name=f"pool{i}")(x)
-    if self.pooled_size is not None:
+    if self.pooled_size is not None and not dense:
       x = common.AdaptiveAvgPool(self.pooled_size, name="avgpool")(x)
     logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
                                num_classes=self.num_classes, dropout=self.dropout,
                                train=train, dropout_first=self.dropout_first,
-                               activation=act, **self._paper_init(fc=True))
+                               activation=act, dense=dense, **self._paper_init(fc=True))
     return logits, features
 
 

@@ -47,6 +47,14 @@ class VGG(nn.Module):
 
   Features: every conv's rectified output, named convS_I as in the paper's
   released models (stage S, layer I, e.g. conv5_3), and fc6, fc7.
+
+  `dense=True` (§3.2's dense evaluation; apply only, with the trained
+  parameters): the FC layers run as convolutions (fc6 a 7 x 7 conv, fc7 and
+  fc8 1 x 1, `common.classifier`), so an image of any size >= 224 gives a class
+  score map [B, (H - 224) // 32 + 1, (W - 224) // 32 + 1, num_classes]: at
+  (i, j), the scores of the 224 x 224 window at (32 i, 32 j), its convolutions
+  padded by that window's neighbourhood instead of zeros (§3.2's point about
+  boundary conditions).
   """
   num_classes: int = 1000
   config: str = "D"
@@ -57,7 +65,7 @@ class VGG(nn.Module):
   pad_input: int = 0           # Zero padding on each side of the image.
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, dense: bool = False):
     if self.config not in CONFIGS:
       raise ValueError(f"Unknown VGG configuration {self.config!r}; "
                        f"choose one of {sorted(CONFIGS)}.")
@@ -75,7 +83,8 @@ class VGG(nn.Module):
           x = layers.LocalResponseNorm(name="norm1")(x)
       x = layers.MaxPool(2, name=f"pool{stage}")(x)
     logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
-                               num_classes=self.num_classes, dropout=self.dropout, train=train)
+                               num_classes=self.num_classes, dropout=self.dropout, train=train,
+                               dense=dense)
     return logits, features
 
 

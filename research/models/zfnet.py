@@ -59,7 +59,8 @@ class ZFNet(nn.Module):
   dropout: float = 0.5
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, train: bool = False, dense: bool = False):
+    # dense: the FC layers as convolutions, a score map per 32-pixel step (VGG's docstring).
     features = {}
     kernels = (self.conv1_kernel, self.conv2_kernel, 3, 3, 3)
     strides = (self.conv1_stride, self.conv2_stride, 1, 1, 1)
@@ -74,7 +75,8 @@ class ZFNet(nn.Module):
       if self.lrn and i <= 2:
         x = layers.LocalResponseNorm(name=f"norm{i}")(x)
     logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
-                               num_classes=self.num_classes, dropout=self.dropout, train=train)
+                               num_classes=self.num_classes, dropout=self.dropout, train=train,
+                               dense=dense)
     return logits, features
 
 

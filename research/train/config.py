@@ -80,6 +80,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.
   c.eval_train_examples = 0     # > 0: also evaluate on this many training examples.
+  # Test-time views of classification evals (research/ops/views.py): "central",
+  # "central_crop(s)", "ten_crop(s)" (AlexNet §4.1), "dense(q1,q2,...)" (VGG §3.2,
+  # models with FC layers as convolutions). Metrics <split>/accuracy, top5_accuracy
+  # are the first view's, <split>/<view>/accuracy etc. the others'.
+  c.eval_views = ("central",)
 
   # Intervals in steps, or in epochs when the *_epochs key is > 0.
   c.log_every_steps = 100

@@ -4,7 +4,10 @@ that cannot be written stops here with the key to change.
 """
 
 import math
+from collections.abc import Callable, Iterable
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from research.errors import require
@@ -43,3 +46,17 @@ def require_train_eval(config: ml_collections.ConfigDict, needed_by: str,
   require(config.eval_train_examples > 0, key, config.eval_train_examples,
           f"turns off the training-set evaluation, which is needed for {needed_by}; set it "
           "> 0 (e.g. 10000).")
+
+
+def trace_eval_step(eval_step: Callable, init_state: Callable,
+                    image_shapes: Iterable[tuple[int, ...]], batch_size: int) -> None:
+  """Traces (does not compile or run) `eval_step` on eval batches of each
+  [H, W, C] in `image_shapes`, so that what it raises while tracing, e.g. a
+  ConfigError for a test-time view that cannot read the eval images
+  (config.eval_views), stops the run before any work."""
+  state = jax.eval_shape(init_state)
+  for shape in sorted(set(map(tuple, image_shapes))):
+    batch = {"image": jax.ShapeDtypeStruct((batch_size, *shape), jnp.uint8),
+             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
+             "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
+    jax.eval_shape(eval_step, state, batch)

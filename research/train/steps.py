@@ -2,7 +2,8 @@
 objectives (research/train/objectives/): plain cross-entropy and Goodfellow et
 al.'s adversarial training. The loop (research/train/trainer.py) jits them."""
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
@@ -12,7 +13,8 @@ import jax.numpy as jnp
 import optax
 
 from research import models
-from research.ops import adversarial
+from research.errors import ConfigError
+from research.ops import adversarial, views
 
 
 @flax.struct.dataclass
@@ -89,9 +91,10 @@ def _running_average_in(frozen: frozenset[str]):
 
 
 def _apply(model, state, params, x, *, train: bool, rng=None,
-           frozen: frozenset[str] = frozenset()):
+           frozen: frozenset[str] = frozenset(), **call_kwargs):
   """model.apply with batch-norm statistics updated in training when present
-  (except those of `frozen` modules, which are used and kept)."""
+  (except those of `frozen` modules, which are used and kept). `call_kwargs`:
+  the model's other call keywords, in inference (dense=True)."""
   variables = {"params": params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
@@ -101,7 +104,7 @@ def _apply(model, state, params, x, *, train: bool, rng=None,
       (logits, features), updates = model.apply(
           variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
     return logits, features, _keep_frozen(state.batch_stats, updates["batch_stats"], frozen)
-  logits, features = model.apply(variables, x, train=train, rngs=rngs)
+  logits, features = model.apply(variables, x, train=train, rngs=rngs, **call_kwargs)
   return logits, features, state.batch_stats
 
 
@@ -219,20 +222,52 @@ def make_apply_fn(model: nn.Module, mean, std) -> Callable:
   return apply_fn
 
 
-def make_eval_step(model: nn.Module, *, mean, std) -> Callable:
-  """Returns eval_step(state, batch) -> sums of loss, correct and count.
+def make_eval_step(model: nn.Module, *, mean, std,
+                   eval_views: Sequence[views.View] = (views.View("central"),)) -> Callable:
+  """Returns eval_step(state, batch) -> sums of loss, correct, correct5 and count.
 
-  batch also has "mask" float [B]: padding rows count for nothing, so metrics
-  over a split are exact whatever the batch size.
+  Each of `eval_views` (`research.ops.views`: central, central_crop(s),
+  ten_crop(s), dense(q1,...)) gives log class posteriors, from which the
+  cross-entropy, top-1 and top-5 hits are summed: keys "loss", "correct",
+  "correct5" for the first view, "<view name>/loss" etc. for the others.
+  "correct5" (the label among the 5 highest posteriors, ties broken by class
+  index as `lax.top_k` does) is left out when there are 5 classes or fewer,
+  where it would always be 1. A dense view applies the model with dense=True
+  (its FC layers as convolutions). batch also has "mask" float [B]: padding
+  rows count for nothing, so metrics over a split are exact whatever the batch
+  size.
+
+  Raises (at trace time, i.e. when jitted or traced on the eval images' shapes):
+    ConfigError: a view that cannot read these images (a crop larger than them,
+      a score map or model input of the wrong size), naming config.eval_views.
   """
 
   def eval_step(state: TrainState, batch):
-    x = standardize(to_unit_range(batch["image"]), mean, std)
-    logits, _, _ = _apply(model, state, state.params, x, train=False)
-    mask = batch["mask"]
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return {"loss": jnp.sum(losses * mask), "correct": jnp.sum(correct * mask),
-            "count": jnp.sum(mask)}
+    def apply_fn(params, x, **call_kwargs):  # x float [B, H, W, C] in [0, 1].
+      return _apply(model, state, params, standardize(x, mean, std), train=False,
+                    **call_kwargs)[0]
+
+    images, labels, mask = to_unit_range(batch["image"]), batch["label"], batch["mask"]
+    sums = {"count": jnp.sum(mask)}
+    for i, view in enumerate(eval_views):
+      try:
+        views.check_image_size(view, images.shape[1:3])
+        log_probs = views.log_posteriors(view, apply_fn, state.params, images,
+                                         functools.partial(apply_fn, dense=True))
+      except (ValueError, TypeError, ArithmeticError, flax.errors.FlaxError) as e:
+        raise ConfigError(
+            f"config.eval_views={tuple(v.name for v in eval_views)!r}: view {view.name!r} "
+            f"cannot run on eval images of shape {tuple(images.shape[1:])}: "
+            f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}") from e
+      prefix = f"{view.name}/" if i else ""
+      losses = optax.softmax_cross_entropy_with_integer_labels(log_probs, labels)
+      sums[prefix + "loss"] = jnp.sum(losses * mask)
+      correct = (jnp.argmax(log_probs, -1) == labels).astype(jnp.float32)
+      sums[prefix + "correct"] = jnp.sum(correct * mask)
+      if log_probs.shape[-1] > 5:
+        top5 = jax.lax.top_k(log_probs, 5)[1]
+        in_top5 = jnp.any(top5 == labels[:, None], axis=-1).astype(jnp.float32)
+        sums[prefix + "correct5"] = jnp.sum(in_top5 * mask)
+    return sums
 
   return eval_step

@@ -5,8 +5,10 @@ optimizer.*, augment, label_smoothing, aux_loss_weight (GoogLeNet §5's
 auxiliary heads, 0.3 there), freeze and init_from.* (research/train/transfer.py),
 data.mean/std (standardisation inside the step; () for the dataset's own,
 research/data/datasets.py). `config.objective` holds only
-the name. Evaluation: loss, accuracy and error of a split, exact whatever the
-batch size.
+the name. Evaluation: loss, accuracy, error and top-5 accuracy of a split
+(top-5 left out with 5 classes or fewer, where it is always 1), exact whatever
+the batch size, for each of config.eval_views (research/ops/views.py): the
+first view's as <split>/accuracy etc., the others' as <split>/<view>/accuracy.
 """
 
 import re
@@ -18,6 +20,7 @@ import ml_collections
 from research import models
 from research.data import augment as augment_lib, datasets
 from research.models import summary as summary_lib
+from research.ops import views
 from research.train import optim, steps, transfer
 from research.train.objectives import base
 from research.errors import require
@@ -46,6 +49,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       require(False, key, pattern, f"not a regular expression ({e}).")
   require(config.model.name in models.registry(), "model.name", config.model.name,
           f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
+  eval_views = parse_eval_views(config.eval_views)
+  dense = [v.name for v in eval_views if v.needs_dense]
+  require(not dense or models.has_dense_mode(config.model.name), "eval_views",
+          config.eval_views, f"{dense[0] if dense else ''} needs a model whose FC layers run "
+          f"as convolutions (dense=True: VGG, AlexNet, ZF Net); {config.model.name!r} has "
+          "none. Use central or ten_crop(s).")
+
+
+def parse_eval_views(specs) -> tuple[views.View, ...]:
+  """config.eval_views -> the parsed views; a ConfigError names a bad one."""
+  require(len(specs) > 0, "eval_views", specs, "name at least one view, e.g. ('central',).")
+  parsed = []
+  for spec in specs:
+    try:
+      parsed.append(views.parse(spec))
+    except ValueError as e:
+      require(False, "eval_views", specs, str(e))
+  names = [v.name for v in parsed]
+  require(len(set(names)) == len(names), "eval_views", specs, "names a view twice.")
+  return tuple(parsed)
 
 
 class Objective(base.Objective):
@@ -66,7 +89,11 @@ class Objective(base.Objective):
     datasets.check_channels(data.name, mean, train_data.image_shape[-1])
     logging.info("Standardising with mean=%s, std=%s.", mean, std)
     self.norm = dict(mean=mean, std=std)
-    self.eval_step = steps.make_eval_step(self.model, **self.norm)
+    self.eval_views = parse_eval_views(config.eval_views)
+    if train_data.num_classes <= 5:
+      logging.info("%d classes: top-5 accuracy is always 1, so it is not reported.",
+                   train_data.num_classes)
+    self.eval_step = steps.make_eval_step(self.model, eval_views=self.eval_views, **self.norm)
     self.train_step = self.make_train_step()
 
   def make_train_step(self):
@@ -103,6 +130,12 @@ class Objective(base.Objective):
     return {"learning_rate": float(self.schedule(step - 1))}
 
   def eval_metrics(self, sums):
-    return {"loss": float(sums["loss"] / sums["count"]),
-            "accuracy": float(sums["correct"] / sums["count"]),
-            "error": float(1 - sums["correct"] / sums["count"])}
+    metrics, count = {}, sums["count"]
+    for i, view in enumerate(self.eval_views):
+      prefix = f"{view.name}/" if i else ""
+      metrics[prefix + "loss"] = float(sums[prefix + "loss"] / count)
+      metrics[prefix + "accuracy"] = float(sums[prefix + "correct"] / count)
+      metrics[prefix + "error"] = float(1 - sums[prefix + "correct"] / count)
+      if prefix + "correct5" in sums:  # Absent with 5 classes or fewer.
+        metrics[prefix + "top5_accuracy"] = float(sums[prefix + "correct5"] / count)
+    return metrics
