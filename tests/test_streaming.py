@@ -103,8 +103,12 @@ def test_variable_size_images_need_preprocessing_that_ends_at_one_size():
       inputs.open_split(_data_config(pipeline="memory", train_pp="", eval_pp=""), "train")
     with pytest.raises(errors.ConfigError, match=r"config.data.eval_pp='resize_small\(36\)'"):
       inputs.open_split(_data_config(eval_pp="resize_small(36)"), "train")
-    with pytest.raises(errors.ConfigError, match=r"makes \(24, 24\) images but"):
-      inputs.open_split(_data_config(eval_pp="resize_small(36)|central_crop(24)"), "train")
+    # Evaluated larger than trained (multi-crop test views): two shapes.
+    split = inputs.open_split(_data_config(eval_pp="resize_small(48)|central_crop(40)"),
+                              "train")
+    assert (split.image_shape, split.eval_image_shape) == ((32, 32, 3), (40, 40, 3))
+    assert next(split.eval_batches(8))["image"].shape == (8, 40, 40, 3)
+    assert split.sample_images(3).shape == (3, 40, 40, 3)
     with pytest.raises(errors.ConfigError, match=r"config.data.classes=\(1, 2\)"):
       inputs.open_split(_data_config(classes=(1, 2)), "train")
 

@@ -84,8 +84,10 @@ def open_split(data: ml_collections.ConfigDict, split: str, *,
   """`split` of config.data's dataset as the trainer reads it (see the module doc).
 
   Raises (before decoding anything) ConfigError: preprocessing that does not
-  end at a fixed size on variable-size images, train_pp and eval_pp of
-  different output sizes, or data.classes with streaming.
+  end at a fixed size on variable-size images, or data.classes with
+  streaming. train_pp and eval_pp may end at different sizes (e.g. 224 and
+  256 for config.eval_views' ten_crop(224)); the eval step is traced on the
+  eval size before any work.
   """
   source, info = tfds_source.open_source(data.name, split, data.data_dir,
                                          download=data.download)
@@ -96,9 +98,6 @@ def open_split(data: ml_collections.ConfigDict, split: str, *,
             f"{data.name}'s images vary in size {stored}, and batches need one size: end "
             "it with a crop or resize, e.g. 'inception_crop(224)|flip_lr' (train_pp) or "
             "'resize_small(256)|central_crop(224)' (eval_pp).")
-  require(out["train_pp"] == out["eval_pp"], "data.eval_pp", data.eval_pp,
-          f"makes {out['eval_pp']} images but data.train_pp={data.train_pp!r} makes "
-          f"{out['train_pp']}; the model needs one size.")
   mode, reason = choose(data, len(source), stored)
   logging.info("Input %s[%s]: %s (%s).", data.name, split,
                "decoded into memory" if mode == "memory" else

@@ -185,9 +185,12 @@ class InputSplit:
   Attributes / methods of every split:
     len(split)           the number of examples
     class_names          tuple of str; num_classes its length
-    image_shape          (H, W, C) of the images in batches (after preprocessing)
-    sample_images(n)     uint8 [min(n, len), H, W, C]: the first examples, as
-                         evaluated (eval preprocessing); e.g. for PCA, a GAN's
+    image_shape          (H, W, C) of the training batches' images (after
+                         train_pp): the model's input
+    eval_image_shape     (H, W, C) of the eval batches' images (after eval_pp;
+                         larger than image_shape for multi-crop test views)
+    sample_images(n)     uint8 [min(n, len), *eval_image_shape]: the first
+                         examples, as evaluated; e.g. for PCA, a GAN's
                          reference images
     take(n)              the split of the first n examples (same preprocessing)
     train_batches(batch_size, seed, start_step, *, process_index, process_count)
@@ -195,6 +198,7 @@ class InputSplit:
   """
   class_names: tuple[str, ...]
   image_shape: tuple[int, int, int]
+  eval_image_shape: tuple[int, int, int]
 
   @property
   def num_classes(self) -> int:
@@ -236,7 +240,8 @@ class MemorySplit(InputSplit):
     stored = data.images.shape[1:]
     if data.images.dtype == object:  # Sizes vary: only the channels are known.
       stored = (None, None, np.asarray(data.images[0]).shape[-1] if len(data) else None)
-    self.image_shape = (*preprocess.output_hw(eval_pp, stored[:2]), stored[-1])
+    self.image_shape = (*preprocess.output_hw(train_pp, stored[:2]), stored[-1])
+    self.eval_image_shape = (*preprocess.output_hw(eval_pp, stored[:2]), stored[-1])
 
   def __len__(self) -> int:
     return len(self.data)

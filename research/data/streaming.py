@@ -41,11 +41,14 @@ class StreamingSplit(pipeline.InputSplit):
     self.num_workers = num_workers
     self.limit = len(source) if limit is None else min(limit, len(source))
     stored = tuple(info.features[self.image_key].shape)
-    hw = preprocess.output_hw(eval_pp, stored[:2])
-    if None in hw:
-      raise ValueError(f"eval_pp={eval_pp!r} does not end at a fixed size for images of "
-                       f"shape {stored}; end it with a crop or resize.")
-    self.image_shape = (*hw, stored[-1])
+    shapes = {}
+    for key, pp in (("train_pp", train_pp), ("eval_pp", eval_pp)):
+      hw = preprocess.output_hw(pp, stored[:2])
+      if None in hw:
+        raise ValueError(f"{key}={pp!r} does not end at a fixed size for images of "
+                         f"shape {stored}; end it with a crop or resize.")
+      shapes[key] = (*hw, stored[-1])
+    self.image_shape, self.eval_image_shape = shapes["train_pp"], shapes["eval_pp"]
 
   def __len__(self) -> int:
     return self.limit

@@ -173,7 +173,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
                if objective.eval_step is not None else None)
   if eval_step is not None:  # Traced now: an eval that cannot run stops before any work.
     preflight.trace_eval_step(objective.eval_step, objective.init_state,
-                              [s.images.shape[1:] for s in eval_splits.values()],
+                              [s.eval_image_shape for s in eval_splits.values()],
                               config.eval_batch_size)
 
   # --- The run is accepted: lock the workdir, write its record. -----------
