@@ -77,6 +77,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from.workdir = ""
   c.init_from.include_regex = ""
 
+  # The network's arithmetic (research/train/precision.py): "float32" | "bfloat16"
+  # (bf16 compute; parameters, optimizer state, batch-norm statistics and the
+  # loss stay float32). Every objective follows it.
+  c.compute_dtype = "float32"
+
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.
   c.eval_train_examples = 0     # > 0: also evaluate on this many training examples.

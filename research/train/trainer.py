@@ -30,8 +30,8 @@ import numpy as np
 
 from research.data import inputs, pipeline
 from research.data.tfds_source import ArraySplit
-from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, preflight,
-                            workdir as workdir_lib)
+from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, precision,
+                            preflight, workdir as workdir_lib)
 from research.errors import require
 
 # Fault injection for the resume test: SIGKILL this process after this step.
@@ -85,6 +85,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
   inputs.validate(config.data)
+  precision.validate_config(config)
   objectives.get(config.objective.name).validate_config(config)
 
 

@@ -93,7 +93,8 @@ class Objective(base.Objective):
     if train_data.num_classes <= 5:
       logging.info("%d classes: top-5 accuracy is always 1, so it is not reported.",
                    train_data.num_classes)
-    self.eval_step = steps.make_eval_step(self.model, eval_views=self.eval_views, **self.norm)
+    self.eval_step = steps.make_eval_step(self.model, eval_views=self.eval_views,
+                                          compute_dtype=config.compute_dtype, **self.norm)
     self.train_step = self.make_train_step()
 
   def make_train_step(self):
@@ -103,7 +104,8 @@ class Objective(base.Objective):
         self.model, self.tx, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight,
         augment=augment_lib.build(config.augment, self.train_data),
-        frozen=transfer.frozen_modules(params, config.freeze), **self.norm)
+        frozen=transfer.frozen_modules(params, config.freeze),
+        compute_dtype=config.compute_dtype, **self.norm)
 
   def summary(self):
     summary = summary_lib.summarize(self.model, self.image_shape, train=False)

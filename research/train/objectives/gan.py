@@ -80,7 +80,8 @@ class Objective(_Base):
     self.keys = gan_step.run_keys(config.seed)
     self.image_shape = tuple(train_data.image_shape)
     self.step_fn = gan_step.make_gan_train_step(self.generator, self.discriminator, self.g_tx,
-                                                self.d_tx, o.generator_loss)
+                                                self.d_tx, o.generator_loss,
+                                                compute_dtype=config.compute_dtype)
     self.sampler = gan_step.make_sampler(self.generator,
                                          batch_stats_mode=o.get("sample_with_batch_stats", False))
     self.grid_z = gan_ops.sample_latent(self.keys["grid"], o.get("grid_size", 64),
