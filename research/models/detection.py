@@ -102,7 +102,8 @@ class SharedConvs(nn.Module):
 
 class RoIPool(nn.Module):
   """RoI pooling as a layer (so summaries list it): features [B, H, W, C], boxes
-  [R, 4] pixels, batch_index int [R] -> [R, PH, PW, C].
+  [R, 4] pixels, batch_index int [R] -> [R, PH, PW, C]; or boxes [B, R, 4] and
+  batch_index None (R per image) -> [B, R, PH, PW, C].
 
   "max": Fast R-CNN §2.1's RoI max pooling (`roi_ops.roi_max_pool`);
   "align": Mask R-CNN's RoI align, 2 x 2 samples per bin (`roi_ops.roi_align`).
@@ -112,12 +113,17 @@ class RoIPool(nn.Module):
   kind: str = "max"
 
   @nn.compact
-  def __call__(self, features, boxes, batch_index):
-    if self.kind == "max":
-      return roi_ops.roi_max_pool(features, boxes, batch_index, tuple(self.output_size),
-                                  self.spatial_scale)
-    return roi_ops.roi_align(features, boxes, batch_index, tuple(self.output_size),
-                             self.spatial_scale)
+  def __call__(self, features, boxes, batch_index=None):
+    lead = boxes.shape[:-1]
+    if batch_index is None:
+      if boxes.ndim != 3:
+        raise ValueError(f"RoIs of shape {boxes.shape} need their batch_index; give [B, R, 4] "
+                         "RoIs without one, or [R, 4] RoIs with one.")
+      batch_index = jnp.repeat(jnp.arange(lead[0], dtype=jnp.int32), lead[1])
+    pool = roi_ops.roi_max_pool if self.kind == "max" else roi_ops.roi_align
+    pooled = pool(features, boxes.reshape(-1, 4), batch_index, tuple(self.output_size),
+                  self.spatial_scale)
+    return pooled.reshape(*lead, *pooled.shape[1:])
 
 
 class FactoredDense(nn.Module):
@@ -136,10 +142,13 @@ class FactoredDense(nn.Module):
 class RoIHead(nn.Module):
   """RoI pooling, the fc layers and the two sibling outputs (Fast R-CNN §2, Fig. 1).
 
-  __call__(feature_map [B, H, W, C], rois float [R, 4] pixels, batch_index int
-  [R], *, train) -> (class_logits float [R, K + 1], box_deltas float
-  [R, K + 1, 4] (class-specific, normalised as boxes.TARGET_STDS), features
-  {"roi_pool", "fc6", "fc7"}). Initialisation as py-faster-rcnn: cls_score
+  __call__(feature_map [B, H, W, C], rois, batch_index=None, *, train) ->
+  (class_logits float [..., K + 1], box_deltas float [..., K + 1, 4]
+  (class-specific, normalised as boxes.TARGET_STDS), features {"roi_pool",
+  "fc6", "fc7"}), with [...] = [R] for rois float [R, 4] pixels and
+  batch_index int [R] (each RoI's image), or [B, R] for rois [B, R, 4] and
+  batch_index None (R per image: then summaries count the fc layers' MACs
+  per image, for all its RoIs). Initialisation as py-faster-rcnn: cls_score
   N(0, 0.01), bbox_pred N(0, 0.001), zero biases.
   """
   num_classes: int
@@ -149,13 +158,13 @@ class RoIHead(nn.Module):
   svd_ranks: tuple[int, ...] = ()
 
   @nn.compact
-  def __call__(self, feature_map, rois, batch_index, *, train: bool = False):
+  def __call__(self, feature_map, rois, batch_index=None, *, train: bool = False):
     spec = backbone_spec(self.backbone)
     features = {}
-    pooled = RoIPool(spec.roi_size, 1.0 / spec.stride, self.roi_pool, name="roi_pool")(
-        feature_map, rois, batch_index)
-    x = features["roi_pool"] = pooled
-    x = x.reshape(x.shape[0], -1)
+    lead = rois.shape[:-1]
+    x = features["roi_pool"] = RoIPool(spec.roi_size, 1.0 / spec.stride, self.roi_pool,
+                                       name="roi_pool")(feature_map, rois, batch_index)
+    x = x.reshape(*lead, -1)
     for i, width in enumerate(spec.fc_widths):
       name = f"fc{6 + i}"
       layer = (FactoredDense(width, self.svd_ranks[i], name=name) if self.svd_ranks
@@ -165,7 +174,7 @@ class RoIHead(nn.Module):
     k1 = self.num_classes + 1
     logits = nn.Dense(k1, kernel_init=nn.initializers.normal(0.01), name="cls_score")(x)
     deltas = nn.Dense(4 * k1, kernel_init=nn.initializers.normal(0.001), name="bbox_pred")(x)
-    return logits, deltas.reshape(-1, k1, 4), features
+    return logits, deltas.reshape(*lead, k1, 4), features
 
 
 class RPN(nn.Module):
@@ -190,20 +199,17 @@ class RPN(nn.Module):
     return logits.reshape(b, -1), deltas.reshape(b, -1, 4)
 
 
-def _flat_rois(rois):
-  """[B, R, 4] -> ([B * R, 4], batch index int32 [B * R])."""
-  b, r = rois.shape[:2]
-  return rois.reshape(b * r, 4), jnp.repeat(jnp.arange(b, dtype=jnp.int32), r)
-
-
 class FastRCNN(nn.Module):
   """Fast R-CNN (Girshick 2015, §2): shared convs, RoI pooling, fc head, two sibling outputs.
 
   __call__(images float [B, H, W, 3], rois float [R, 4] pixels, roi_batch_index
   int [R], *, train) -> (outputs, features): outputs {"class_logits" [R, K + 1],
   "box_deltas" [R, K + 1, 4]}; features the convs' outputs and the head's
-  roi_pool, fc6, fc7. rois=None: one full-image RoI per image (what model
-  summaries trace). The multi-task loss is detection_losses.fast_rcnn_loss on
+  roi_pool, fc6, fc7. Also rois [B, R, 4] with roi_batch_index None (R per
+  image, as sample_rois makes them): outputs [B, R, ...]. rois=None: one
+  full-image RoI per image, [B, 1, ...] (what model summaries trace).
+  Summaries count the fc layers per RoI in the first form, per image in the
+  others. The multi-task loss is detection_losses.fast_rcnn_loss on
   detection_targets.sample_rois' mini-batch; test-time detections
   detection_postprocess.detect.
 
@@ -232,7 +238,7 @@ class FastRCNN(nn.Module):
     """images [B, H, W, 3] -> the shared conv map [B, H / s, W / s, C]."""
     return self.convs(images, features)
 
-  def roi_outputs(self, feature_map, rois, roi_batch_index, *, train: bool = False):
+  def roi_outputs(self, feature_map, rois, roi_batch_index=None, *, train: bool = False):
     """The head on a computed map: (outputs dict, head features)."""
     logits, deltas, features = self.head(feature_map, rois, roi_batch_index, train=train)
     return {"class_logits": logits, "box_deltas": deltas}, features
@@ -242,8 +248,7 @@ class FastRCNN(nn.Module):
     fmap = self.feature_map(images, features)
     if rois is None:
       h, w = images.shape[1:3]
-      rois, roi_batch_index = _flat_rois(jnp.broadcast_to(
-          jnp.asarray([0.0, 0.0, h, w], jnp.float32), (images.shape[0], 1, 4)))
+      rois = jnp.broadcast_to(jnp.asarray([0.0, 0.0, h, w], jnp.float32), (images.shape[0], 1, 4))
     outputs, head_features = self.roi_outputs(fmap, rois, roi_batch_index, train=train)
     return outputs, {**features, **head_features}
 
@@ -314,11 +319,8 @@ class FasterRCNN(FastRCNN):
     else:
       rois, roi_mask, outputs["roi_targets"] = sample_rois(boxes, mask)
     rois = jax.lax.stop_gradient(rois)
-    head, head_features = self.roi_outputs(fmap, *_flat_rois(rois), train=train)
-    r = rois.shape[1]
-    outputs.update(rois=rois, roi_mask=roi_mask,
-                   class_logits=head["class_logits"].reshape(b, r, -1),
-                   box_deltas=head["box_deltas"].reshape(b, r, -1, 4))
+    head, head_features = self.roi_outputs(fmap, rois, train=train)
+    outputs.update(rois=rois, roi_mask=roi_mask, **head)
     return outputs, {**features, **head_features}
 
 
@@ -347,6 +349,22 @@ def truncate_head(params, ranks: tuple[int, ...]):
     head[name] = {"first": {"kernel": factors.first_kernel},
                   "second": {"kernel": factors.second_kernel, "bias": factors.bias}}
   return {**params, "head": head}
+
+
+def from_classifier(params) -> dict:
+  """A VGG classifier's parameters under the detectors' names, for transfer.copy_matching.
+
+  conv layers -> "convs/<name>", fc6 and fc7 -> "head/fc6", "head/fc7"; the
+  classifier's last layer (fc8) is left out: the detectors' cls_score and
+  bbox_pred are new (Fast R-CNN §2.2, "Initializing from pre-trained
+  networks": "the network's last fully connected layer and softmax ... are
+  replaced with the two sibling layers"). For the "vgg16" backbone every
+  shared name has VGG-16's shape; the "small" backbone shares only convs
+  (copy with include_regex "^convs/").
+  """
+  convs = {k: v for k, v in params.items() if k.startswith("conv")}
+  head = {k: v for k, v in params.items() if k in ("fc6", "fc7")}
+  return {"convs": convs, "head": head}
 
 
 MODELS = {
