@@ -359,6 +359,7 @@ def test_warp_regions_with_context_matches_a_loop():
   # Context: the box itself fills the middle S - 2p pixels: [2, 3, 9, 12] dilated by 2/6 of its size.
   np.testing.assert_allclose(rcnn.context_boxes(boxes[:1], 10, 2.0),
                              [[2 - 7 / 3, 3 - 3.0, 9 + 7 / 3, 12 + 3.0]], rtol=1e-6)
+  assert rcnn.scaled_context(227) == 16 and rcnn.scaled_context(64) == pytest.approx(4.511, abs=1e-3)
   with pytest.raises(ValueError, match="no room"):
     rcnn.warp_regions(image, boxes, 10, 5.0)
 

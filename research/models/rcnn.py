@@ -15,8 +15,14 @@ import numpy as np
 
 # R-CNN §2.1 / appendix A: "we dilate the tight bounding box so that at the warped size
 # there are exactly p = 16 pixels of warped image context around the original box".
+# At a smaller input size S, the same proportion of context is 16 S / 227 pixels (`scaled_context`).
 CONTEXT_PADDING = 16
 INPUT_SIZE = 227  # CaffeNet's input (the paper's); VGG-16 takes 224.
+
+
+def scaled_context(output_size: int) -> float:
+  """The paper's context, 16 pixels of 227, at another warp size (e.g. 4.5 at 64)."""
+  return CONTEXT_PADDING * output_size / INPUT_SIZE
 
 
 def context_boxes(boxes, output_size: int, context: float = CONTEXT_PADDING):
