@@ -145,5 +145,24 @@ NETWORKS = {
 }
 
 
+def make_train_step(model: nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor,
+                    labels: torch.Tensor, layout=torch.channels_last, autocast_bf16: bool = False):
+  """step() -> None: one SGD step on the fixed uint8 batch `images` [B, C, H, W], doing the
+  JAX step's work (scale to [0, 1] and standardise with mean 0.5, std 0.25 inside the step).
+
+  autocast_bf16: the forward pass under bf16 autocast (float32 parameters and optimizer
+  state, as `compute_dtype="bfloat16"` on the JAX side); the loss is float32 either way.
+  """
+  def step():
+    inputs = ((images.float() / 255.0 - 0.5) / 0.25).contiguous(memory_format=layout)
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=autocast_bf16):
+      logits = model(inputs)
+    loss = F.cross_entropy(logits.float(), labels)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+  return step
+
+
 def parameter_count(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())

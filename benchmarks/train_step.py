@@ -135,14 +135,7 @@ def torch_worker(network: str) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randint(0, 256, (bs, c, h, w), dtype=torch.uint8)
     y = torch.randint(0, classes, (bs,))
-
-    def step():
-      # Same work as the JAX step: scale and standardise the uint8 batch inside.
-      inputs = ((x.float() / 255.0 - 0.5) / 0.25).contiguous(memory_format=layout)
-      loss = torch.nn.functional.cross_entropy(model(inputs), y)
-      opt.zero_grad(set_to_none=True)
-      loss.backward()
-      opt.step()
+    step = torch_models.make_train_step(model, opt, x, y, layout)
 
     def run_steps(n):
       for _ in range(n):

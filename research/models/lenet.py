@@ -38,7 +38,7 @@ class MaskedConv(nn.Conv):
     kernel_shape = (*self.kernel_size, x.shape[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-    kernel = kernel * jnp.asarray(self.mask)[None, None]
+    kernel = kernel * jnp.asarray(self.mask, kernel.dtype)[None, None]  # bf16 stays bf16.
     y = jax.lax.conv_general_dilated(
         x, kernel, (1, 1), self.padding,
         dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -107,12 +107,13 @@ class SpatialTransformer(nn.Module):
     params = nn.Dense(
         len(identity), kernel_init=nn.initializers.zeros,
         bias_init=lambda key, shape, dtype=jnp.float32: jnp.asarray(identity, dtype),
-        name="regressor")(features)
+        dtype=jnp.float32, name="regressor")(features)
     out_hw = tuple(self.out_hw or x.shape[1:3])
     theta, grid = transform_grid(params, self.transform, out_hw, self.tps_grid_size)
     self.sow("intermediates", "theta", theta)
-    # The grid stays in the parameters' dtype (float32): bfloat16 coordinates
-    # would be off by up to a pixel on a 60x60 input.
+    # The regression and the grid are float32 even under bfloat16 compute
+    # (research/train/precision.py): bfloat16 coordinates would be off by up
+    # to a pixel on a 60x60 input.
     return st_ops.bilinear_sample(x, grid), theta
 
 

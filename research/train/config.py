@@ -25,6 +25,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.mean = ()
   c.data.std = ()
   c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
+  # The reader (research/data/inputs.py): "memory" decodes a split once, "streaming"
+  # reads and decodes each batch's records (data that does not fit, ImageNet),
+  # "auto" picks memory for fixed-size images that fit memory_budget_gb (logged).
+  c.data.pipeline = "auto"
+  c.data.memory_budget_gb = 8.0  # Decoded size (GB) of a split that auto keeps in memory.
+  c.data.num_workers = 0         # Grain worker processes of the streaming reader (0: none).
+  # CPU-side preprocessing per example, ops joined by "|" (research/data/preprocess.py),
+  # e.g. "inception_crop(224)|flip_lr|pca_lighting(0.1)" and
+  # "resize_small(256)|central_crop(224)"; "" keeps the images as stored.
+  c.data.train_pp = ""
+  c.data.eval_pp = ""
 
   # What is trained, by name (research/train/objectives/): classification |
   # adversarial | gan; an objective's own keys go beside the name.
@@ -65,6 +76,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.init_from = ml_collections.ConfigDict()
   c.init_from.workdir = ""
   c.init_from.include_regex = ""
+
+  # The network's arithmetic (research/train/precision.py): "float32" | "bfloat16"
+  # (bf16 compute; parameters, optimizer state, batch-norm statistics and the
+  # loss stay float32). Every objective follows it.
+  c.compute_dtype = "float32"
 
   c.label_smoothing = 0.0
   c.aux_loss_weight = 0.0       # GoogLeNet's auxiliary classifiers: 0.3.

@@ -30,6 +30,7 @@ import optax
 
 from research.models.gan import to_model_range, to_unit_range
 from research.ops import gan as gan_ops
+from research.train import precision
 
 
 @flax.struct.dataclass
@@ -61,14 +62,18 @@ def create_gan_state(generator: nn.Module, discriminator: nn.Module,
                   d_opt_state=d_tx.init(d_vars["params"]))
 
 
-def _apply(module: nn.Module, params, batch_stats, x, *, train: bool, rng=None):
-  """module.apply -> (output, batch_stats), the latter updated when training with batch norm."""
+def _apply(module: nn.Module, params, batch_stats, x, *, train: bool, rng=None,
+           compute_dtype: str = "float32"):
+  """module.apply -> (output, batch_stats), the latter updated when training with batch
+  norm; the module computes in `compute_dtype` (`precision.apply`), outputs float32."""
   variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
   rngs = {"dropout": rng} if rng is not None else None
+  run = lambda **kw: precision.apply(module, variables, x, train=train, rngs=rngs,
+                                     compute_dtype=compute_dtype, **kw)
   if train and batch_stats:
-    out, updates = module.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+    out, updates = run(mutable=["batch_stats"])
     return out, updates["batch_stats"]
-  return module.apply(variables, x, train=train, rngs=rngs), batch_stats
+  return run(), batch_stats
 
 
 def real_images(batch, generator: nn.Module) -> jax.Array:
@@ -81,11 +86,12 @@ def real_images(batch, generator: nn.Module) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("generator", "discriminator", "g_tx", "d_tx",
-                                             "generator_loss"))
+                                             "generator_loss", "compute_dtype"))
 def gan_train_step(state: GANState, batch, key: jax.Array, *, generator: nn.Module,
                    discriminator: nn.Module, g_tx: optax.GradientTransformation,
                    d_tx: optax.GradientTransformation,
-                   generator_loss: str = "non_saturating") -> tuple[GANState, dict]:
+                   generator_loss: str = "non_saturating",
+                   compute_dtype: str = "float32") -> tuple[GANState, dict]:
   """One D update then one G update (Algorithm 1, k = 1). Pure.
 
   Args:
@@ -96,6 +102,9 @@ def gan_train_step(state: GANState, batch, key: jax.Array, *, generator: nn.Modu
     generator, discriminator, g_tx, d_tx: static; pass the same objects
       every step, or each call compiles again.
     generator_loss: "non_saturating" or "minimax" (see research.ops.gan).
+    compute_dtype: "float32" or "bfloat16": both players' arithmetic
+      (`precision.apply`); parameters, optimizer states, batch-norm
+      statistics and the losses stay float32.
 
   Returns:
     (new state, metrics): d_loss, g_loss, d_real / d_fake (mean D(x) and
@@ -110,13 +119,14 @@ def gan_train_step(state: GANState, batch, key: jax.Array, *, generator: nn.Modu
                              distribution=generator.latent_distribution)
 
   # --- Discriminator step: G's samples are constants here.
-  fake, _ = _apply(generator, state.g_params, state.g_batch_stats, sample(z_d_key), train=True)
+  apply = functools.partial(_apply, compute_dtype=compute_dtype)
+  fake, _ = apply(generator, state.g_params, state.g_batch_stats, sample(z_d_key), train=True)
   fake = jax.lax.stop_gradient(fake)
 
   def d_loss_fn(d_params):
-    real_logits, stats = _apply(discriminator, d_params, state.d_batch_stats, real,
-                                train=True, rng=drop_real)
-    fake_logits, stats = _apply(discriminator, d_params, stats, fake, train=True, rng=drop_fake)
+    real_logits, stats = apply(discriminator, d_params, state.d_batch_stats, real,
+                               train=True, rng=drop_real)
+    fake_logits, stats = apply(discriminator, d_params, stats, fake, train=True, rng=drop_fake)
     return gan_ops.discriminator_loss(real_logits, fake_logits), (stats, real_logits, fake_logits)
 
   (d_loss, (d_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
@@ -126,9 +136,9 @@ def gan_train_step(state: GANState, batch, key: jax.Array, *, generator: nn.Modu
 
   # --- Generator step against the updated D; D's batch-stat updates are dropped.
   def g_loss_fn(g_params):
-    images, g_stats = _apply(generator, g_params, state.g_batch_stats, sample(z_g_key),
-                             train=True)
-    logits, _ = _apply(discriminator, d_params, d_stats, images, train=True, rng=drop_g)
+    images, g_stats = apply(generator, g_params, state.g_batch_stats, sample(z_g_key),
+                            train=True)
+    logits, _ = apply(discriminator, d_params, d_stats, images, train=True, rng=drop_g)
     return gan_ops.generator_loss(logits, generator_loss), (g_stats, logits)
 
   (g_loss, (g_stats, g_logits)), g_grads = jax.value_and_grad(
@@ -152,10 +162,12 @@ def gan_train_step(state: GANState, batch, key: jax.Array, *, generator: nn.Modu
 
 def make_gan_train_step(generator: nn.Module, discriminator: nn.Module,
                         g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                        generator_loss: str = "non_saturating"):
+                        generator_loss: str = "non_saturating", *,
+                        compute_dtype: str = "float32"):
   """`gan_train_step` with the static arguments bound: step(state, batch, key)."""
   return functools.partial(gan_train_step, generator=generator, discriminator=discriminator,
-                           g_tx=g_tx, d_tx=d_tx, generator_loss=generator_loss)
+                           g_tx=g_tx, d_tx=d_tx, generator_loss=generator_loss,
+                           compute_dtype=compute_dtype)
 
 
 def generate(generator: nn.Module, state: GANState, z: jax.Array, *,

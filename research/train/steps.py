@@ -15,6 +15,7 @@ import optax
 from research import models
 from research.errors import ConfigError
 from research.ops import adversarial, views
+from research.train import precision
 
 
 @flax.struct.dataclass
@@ -91,20 +92,24 @@ def _running_average_in(frozen: frozenset[str]):
 
 
 def _apply(model, state, params, x, *, train: bool, rng=None,
-           frozen: frozenset[str] = frozenset(), **call_kwargs):
+           frozen: frozenset[str] = frozenset(), compute_dtype: str = "float32",
+           **call_kwargs):
   """model.apply with batch-norm statistics updated in training when present
-  (except those of `frozen` modules, which are used and kept). `call_kwargs`:
-  the model's other call keywords, in inference (dense=True)."""
+  (except those of `frozen` modules, which are used and kept), in
+  `compute_dtype` (`precision.apply`: logits and features come back float32).
+  `call_kwargs`: the model's other call keywords, in inference (dense=True)."""
   variables = {"params": params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
   rngs = {"dropout": rng} if rng is not None else None
   if train and state.batch_stats:
     with nn.intercept_methods(_running_average_in(frozen)):
-      (logits, features), updates = model.apply(
-          variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
+      (logits, features), updates = precision.apply(
+          model, variables, x, train=True, rngs=rngs, mutable=["batch_stats"],
+          compute_dtype=compute_dtype)
     return logits, features, _keep_frozen(state.batch_stats, updates["batch_stats"], frozen)
-  logits, features = model.apply(variables, x, train=train, rngs=rngs, **call_kwargs)
+  logits, features = precision.apply(model, variables, x, train=train, rngs=rngs,
+                                     compute_dtype=compute_dtype, **call_kwargs)
   return logits, features, state.batch_stats
 
 
@@ -119,7 +124,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
                     mean, std, label_smoothing: float = 0.0,
                     aux_loss_weight: float = 0.0,
                     augment: Callable | None = None,
-                    frozen: frozenset[str] = frozenset()) -> Callable:
+                    frozen: frozenset[str] = frozenset(),
+                    compute_dtype: str = "float32") -> Callable:
   """Returns train_step(state, batch) -> (state, metrics), pure.
 
   batch: {"image": uint8 [B, H, W, C], "label": int [B]}. Auxiliary
@@ -129,6 +135,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
   runs on the float [0, 1] images before standardisation. `frozen`
   (`transfer.frozen_modules`): modules whose batch norm uses and keeps its running
   statistics (their parameters are frozen by `transfer.with_frozen(tx)`).
+  `compute_dtype` ("float32" | "bfloat16"): the model's arithmetic
+  (`precision.apply`); parameters, optimizer state, loss and metrics stay float32.
   """
 
   def train_step(state: TrainState, batch):
@@ -142,7 +150,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
     def loss_fn(params):
       logits, features, batch_stats = _apply(model, state, params, x, train=True,
-                                             rng=dropout_rng, frozen=frozen)
+                                             rng=dropout_rng, frozen=frozen,
+                                             compute_dtype=compute_dtype)
       loss = cross_entropy(logits, labels, label_smoothing)
       total = loss
       if aux_loss_weight:
@@ -164,7 +173,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
 
 
 def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformation, *,
-                                mean, std, epsilon: float, alpha: float = 0.5) -> Callable:
+                                mean, std, epsilon: float, alpha: float = 0.5,
+                                compute_dtype: str = "float32") -> Callable:
   """train_step(state, batch) -> (state, metrics) on Goodfellow et al. 2014's eq. 6,
   alpha J(x) + (1 - alpha) J(x + epsilon sign(grad_x J)), pure.
 
@@ -176,6 +186,8 @@ def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformati
   splits it with an augmentation key). Metrics: loss (eq. 6), accuracy, and
   with epsilon > 0 adversarial_accuracy on this batch's adversarial half.
   Batch norm is not supported (`objectives.adversarial` refuses such models).
+  `compute_dtype`: as in `make_train_step`; the perturbation is taken from the
+  float32 gradient with respect to the float32 pixels.
   """
   mean, std = tuple(mean), tuple(std)
 
@@ -184,8 +196,9 @@ def make_adversarial_train_step(model: nn.Module, tx: optax.GradientTransformati
     x, y = to_unit_range(batch["image"]), batch["label"]
 
     def loss_fn(params, x_, y_):  # Of pixels in [0, 1].
-      logits, _ = model.apply({"params": params}, standardize(x_, mean, std),
-                              train=True, rngs={"dropout": dropout_rng})
+      logits, _ = precision.apply(model, {"params": params}, standardize(x_, mean, std),
+                                  train=True, rngs={"dropout": dropout_rng},
+                                  compute_dtype=compute_dtype)
       return cross_entropy(logits, y_), logits
 
     def objective(params):
@@ -223,7 +236,8 @@ def make_apply_fn(model: nn.Module, mean, std) -> Callable:
 
 
 def make_eval_step(model: nn.Module, *, mean, std,
-                   eval_views: Sequence[views.View] = (views.View("central"),)) -> Callable:
+                   eval_views: Sequence[views.View] = (views.View("central"),),
+                   compute_dtype: str = "float32") -> Callable:
   """Returns eval_step(state, batch) -> sums of loss, correct, correct5 and count.
 
   Each of `eval_views` (`research.ops.views`: central, central_crop(s),
@@ -235,7 +249,7 @@ def make_eval_step(model: nn.Module, *, mean, std,
   where it would always be 1. A dense view applies the model with dense=True
   (its FC layers as convolutions). batch also has "mask" float [B]: padding
   rows count for nothing, so metrics over a split are exact whatever the batch
-  size.
+  size. The model runs in `compute_dtype`, as in training; the loss is float32.
 
   Raises (at trace time, i.e. when jitted or traced on the eval images' shapes):
     ConfigError: a view that cannot read these images (a crop larger than them,
@@ -245,7 +259,7 @@ def make_eval_step(model: nn.Module, *, mean, std,
   def eval_step(state: TrainState, batch):
     def apply_fn(params, x, **call_kwargs):  # x float [B, H, W, C] in [0, 1].
       return _apply(model, state, params, standardize(x, mean, std), train=False,
-                    **call_kwargs)[0]
+                    compute_dtype=compute_dtype, **call_kwargs)[0]
 
     images, labels, mask = to_unit_range(batch["image"]), batch["label"], batch["mask"]
     sums = {"count": jnp.sum(mask)}

@@ -43,7 +43,8 @@ class Objective(classification.Objective):
             "support it.")
     objective = self.config.objective
     return steps.make_adversarial_train_step(
-        self.model, self.tx, epsilon=objective.epsilon, alpha=objective.alpha, **self.norm)
+        self.model, self.tx, epsilon=objective.epsilon, alpha=objective.alpha,
+        compute_dtype=self.config.compute_dtype, **self.norm)
 
   @property
   def progress_keys(self):  # adversarial_accuracy exists only when epsilon > 0.

@@ -81,19 +81,20 @@ class Objective(base.Objective):
     super().__init__(config, train_data, total_steps, workdir)
     kwargs = {"num_classes": train_data.num_classes, **config.model.kwargs.to_dict()}
     self.model = models.get_model(config.model.name, **kwargs)
-    self.image_shape = train_data.images.shape[1:]
+    self.image_shape = tuple(train_data.image_shape)
     tx, self.schedule = optim.make_optimizer(config.optimizer, total_steps)
     self.tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters: zero updates.
     data = config.data
     mean, std = datasets.normalization(data.name, data.mean, data.std)
-    datasets.check_channels(data.name, mean, train_data.images.shape[-1])
+    datasets.check_channels(data.name, mean, train_data.image_shape[-1])
     logging.info("Standardising with mean=%s, std=%s.", mean, std)
     self.norm = dict(mean=mean, std=std)
     self.eval_views = parse_eval_views(config.eval_views)
     if train_data.num_classes <= 5:
       logging.info("%d classes: top-5 accuracy is always 1, so it is not reported.",
                    train_data.num_classes)
-    self.eval_step = steps.make_eval_step(self.model, eval_views=self.eval_views, **self.norm)
+    self.eval_step = steps.make_eval_step(self.model, eval_views=self.eval_views,
+                                          compute_dtype=config.compute_dtype, **self.norm)
     self.train_step = self.make_train_step()
 
   def make_train_step(self):
@@ -102,8 +103,9 @@ class Objective(base.Objective):
     return steps.make_train_step(
         self.model, self.tx, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight,
-        augment=augment_lib.build(config.augment, self.train_data.images),
-        frozen=transfer.frozen_modules(params, config.freeze), **self.norm)
+        augment=augment_lib.build(config.augment, self.train_data),
+        frozen=transfer.frozen_modules(params, config.freeze),
+        compute_dtype=config.compute_dtype, **self.norm)
 
   def summary(self):
     summary = summary_lib.summarize(self.model, self.image_shape, train=False)
