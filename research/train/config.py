@@ -1,8 +1,8 @@
 """The trainer's config keys and their defaults; experiments start from here.
 
-Also the two config helpers every layer above uses: `require`, the one form
-of a config check, and `override`, the one way to set dotted keys (variants
-of a multi-run experiment, sweep runs).
+Also `override`, the one way to set dotted keys (variants of a multi-run
+experiment, sweep runs). The one form of a config check, `require`, lives in
+research/errors.py, below every layer.
 """
 
 import ml_collections
