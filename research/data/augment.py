@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research.data.preprocess import rgb_covariance_eigh  # noqa: F401 (re-exported)
 from research.ops import spatial_transformer as st
 
 DEFAULTS = {"crop_pad": 4, "flip_lr": None, "flip_ud": None, "translate": 3, "rotate": 15,
@@ -143,15 +144,6 @@ OPS = {"crop_pad": crop_pad, "flip_lr": flip_lr, "flip_ud": flip_ud, "translate"
        "grayscale": grayscale}
 
 
-def rgb_covariance_eigh(images: np.ndarray, max_pixels: int = 1_000_000):
-  """(eigvals [3] ascending, eigvecs [3, 3] columns) of the RGB covariance of
-  uint8 images [N, H, W, 3] on the [0, 1] scale, from an even subsample of pixels."""
-  pixels = images.reshape(-1, 3)
-  pixels = pixels[::max(1, len(pixels) // max_pixels)].astype(np.float64) / 255.0
-  eigvals, eigvecs = np.linalg.eigh(np.cov(pixels, rowvar=False))
-  return eigvals.astype(np.float32), eigvecs.astype(np.float32)
-
-
 def make_augment(spec: str, *, channels: int,
                  rgb_eigh: tuple[np.ndarray, np.ndarray] | None = None) -> Callable | None:
   """augment(key, images [B, H, W, C]) -> [B, H, W, C] for `spec`; None for "".
@@ -187,10 +179,12 @@ def make_augment(spec: str, *, channels: int,
   return augment
 
 
-def build(spec: str, train_images: np.ndarray) -> Callable | None:
-  """`make_augment` for a training set (uint8 [N, H, W, C]): the channel count,
-  and for pca_color the eigen-decomposition of its RGB covariance."""
-  channels = train_images.shape[-1]
+def build(spec: str, train_data, pca_examples: int = 10_000) -> Callable | None:
+  """`make_augment` for a training split (research/data/pipeline.py's
+  InputSplit): its channel count, and for pca_color the eigen-decomposition of
+  the RGB covariance of its first `pca_examples` images."""
+  channels = train_data.image_shape[-1]
   needs_pca = any(name == "pca_color" for name, _ in parse(spec))
-  rgb_eigh = rgb_covariance_eigh(train_images) if needs_pca and channels == 3 else None
+  rgb_eigh = (rgb_covariance_eigh(train_data.sample_images(pca_examples))
+              if needs_pca and channels == 3 else None)
   return make_augment(spec, channels=channels, rgb_eigh=rgb_eigh)

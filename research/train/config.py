@@ -1,8 +1,8 @@
 """The trainer's config keys and their defaults; experiments start from here.
 
-Also the two config helpers every layer above uses: `require`, the one form
-of a config check, and `override`, the one way to set dotted keys (variants
-of a multi-run experiment, sweep runs).
+Also `override`, the one way to set dotted keys (variants of a multi-run
+experiment, sweep runs). The one form of a config check, `require`, lives in
+research/errors.py, below every layer.
 """
 
 import ml_collections
@@ -25,6 +25,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.mean = ()
   c.data.std = ()
   c.data.classes = ()  # Keep only these labels, remapped to 0..len-1; () keeps all.
+  # The reader (research/data/inputs.py): "memory" decodes a split once, "streaming"
+  # reads and decodes each batch's records (data that does not fit, ImageNet),
+  # "auto" picks memory for fixed-size images that fit memory_budget_gb (logged).
+  c.data.pipeline = "auto"
+  c.data.memory_budget_gb = 8.0  # Decoded size (GB) of a split that auto keeps in memory.
+  c.data.num_workers = 0         # Grain worker processes of the streaming reader (0: none).
+  # CPU-side preprocessing per example, ops joined by "|" (research/data/preprocess.py),
+  # e.g. "inception_crop(224)|flip_lr|pca_lighting(0.1)" and
+  # "resize_small(256)|central_crop(224)"; "" keeps the images as stored.
+  c.data.train_pp = ""
+  c.data.eval_pp = ""
 
   # What is trained, by name (research/train/objectives/): classification |
   # adversarial | gan; an objective's own keys go beside the name.
@@ -48,10 +59,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b1 = 0.9               # adam, adamw
   c.optimizer.b2 = 0.999
   c.optimizer.weight_decay = 0.0
-  c.optimizer.schedule = "constant"  # constant | cosine | step
+  c.optimizer.schedule = "constant"  # constant | cosine | step | exponential (train/optim.py)
   c.optimizer.warmup_steps = 0
+  c.optimizer.warmup = "linear"         # linear: warmup_factor x lr up to lr; constant: at it
+  c.optimizer.warmup_factor = 0.0       # The warm-up's (starting) lr as a fraction of lr.
   c.optimizer.boundaries = (0.5, 0.75)  # step: fractions of training
-  c.optimizer.decay_factor = 0.1        # step: lr multiplier at each boundary
+  c.optimizer.decay_factor = 0.1        # step, exponential: lr multiplier at each decay
+  c.optimizer.decay_every = 0.0         # exponential: fraction of training between decays
 
   # Augmentations by name, applied per example in the step (research/data/augment.py),
   # e.g. "crop_pad4,flip_lr"; "" for none.

@@ -28,7 +28,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 
-from research.data import pipeline, tfds_source
+from research.data import inputs, pipeline
 from research.data.tfds_source import ArraySplit
 from research.models import conv_impl
 from research.train import (checkpoint, finite, metrics as metrics_lib, objectives, precision,
@@ -85,6 +85,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     require(config[key] >= 0, key, config[key], "must be >= 0 (0: only at the end).")
   require(config.keep_checkpoints >= 1, "keep_checkpoints", config.keep_checkpoints,
           "must be >= 1.")
+  inputs.validate(config.data)
   precision.validate_config(config)
   conv_impl.validate(config.conv_impl)
   objectives.get(config.objective.name).validate_config(config)
@@ -119,8 +120,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *,
   """Trains (or resumes) config.objective into `workdir`.
 
   Args:
-    train_data: the training images in memory (e.g. a subset made by the
-      caller); default: config.data.train_split, loaded here.
+    train_data: the training split (e.g. a subset made by the caller, an
+      ArraySplit in memory, given config.data's preprocessing); default:
+      config.data.train_split, opened here (research/data/inputs.py: in
+      memory or streamed).
     eval_fn: (state, step) -> {name: float}, run at every evaluation after the
       objective's own, logged under "eval/" (e.g. a GAN's Fréchet distance).
 
@@ -155,19 +158,8 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
         lambda x: jax.make_array_from_process_local_data(data_sharding, x), local_batch)
 
   # --- Input ---------------------------------------------------------------
-  data = config.data
-  if train_data is None:
-    train_data = tfds_source.load_split(data.name, data.train_split, data.data_dir,
-                                        download=data.download, classes=data.classes)
-  eval_splits = {}
-  if objective_lib.Objective.has_eval_split:
-    eval_splits["test"] = tfds_source.load_split(
-        data.name, data.eval_split, data.data_dir, download=data.download,
-        classes=data.classes)
-    if config.eval_train_examples:
-      n = min(config.eval_train_examples, len(train_data))
-      eval_splits["train_eval"] = ArraySplit(train_data.images[:n], train_data.labels[:n],
-                                             train_data.class_names)
+  train_data, eval_splits = inputs.training_inputs(
+      config, train_data, with_eval=objective_lib.Objective.has_eval_split)
   steps_per_epoch, total_steps = preflight.run_length(
       config, len(train_data), len(eval_splits["test"]) if eval_splits else 1)
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
@@ -186,7 +178,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
                if objective.eval_step is not None else None)
   if eval_step is not None:  # Traced now: an eval that cannot run stops before any work.
     preflight.trace_eval_step(objective.eval_step, objective.init_state,
-                              [s.images.shape[1:] for s in eval_splits.values()],
+                              [s.eval_image_shape for s in eval_splits.values()],
                               config.eval_batch_size)
 
   # --- The run is accepted: lock the workdir, write its record. -----------

@@ -37,6 +37,8 @@ RESUMABLE_KEYS = frozenset({
     "checkpoint_every_steps", "checkpoint_every_epochs", "keep_checkpoints",
     "eval_batch_size",                      # Batching of the same evaluation.
     "data.data_dir", "data.download",       # Where the same dataset is read from.
+    "data.pipeline", "data.num_workers",    # How: both readers give the same batches.
+    "data.memory_budget_gb",
     # Which library computes the same convolutions: equal within float rounding
     # (tests/test_conv_impl.py), and "onednn" already runs lax where the library
     # is missing or the backend is not the CPU, so a run may move between them.

@@ -3,6 +3,8 @@
 The loop calls, in this order:
 
   objective = Objective(config, train_data, total_steps, workdir)
+      train_data: research/data/pipeline.py's InputSplit (in memory or
+      streamed): len(), num_classes, image_shape, sample_images(n)
   objective.summary()                 -> text of summary.txt, number of parameters
   state = jit(objective.init_state)()  (placed replicated on the device mesh)
   state = objective.start(state)       a new run only (not a resumed one)
@@ -22,7 +24,7 @@ repeats an uninterrupted one exactly.
 
 from typing import Any
 
-from research.data.tfds_source import ArraySplit
+from research.data.pipeline import InputSplit
 
 
 class Objective:
@@ -37,7 +39,7 @@ class Objective:
   # jit-able (state, batch) -> sums of the eval split; None: no split evals.
   eval_step = None
 
-  def __init__(self, config, train_data: ArraySplit, total_steps: int, workdir: str):
+  def __init__(self, config, train_data: InputSplit, total_steps: int, workdir: str):
     self.config, self.train_data, self.total_steps = config, train_data, total_steps
     self.workdir = workdir  # Files an objective writes go here (process 0 only).
 

@@ -28,14 +28,7 @@ from research.errors import require
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops impossible model, optimizer and input settings, naming the key."""
-  require(config.optimizer.learning_rate > 0, "optimizer.learning_rate",
-          config.optimizer.learning_rate, "must be > 0.")
-  require(config.optimizer.name in optim.OPTIMIZERS, "optimizer.name",
-          config.optimizer.name, f"choose one of {optim.OPTIMIZERS}.")
-  require(config.optimizer.schedule in optim.SCHEDULES, "optimizer.schedule",
-          config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
-  require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
-          config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
+  optim.validate_config(config.optimizer)
   datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
@@ -81,12 +74,12 @@ class Objective(base.Objective):
     super().__init__(config, train_data, total_steps, workdir)
     kwargs = {"num_classes": train_data.num_classes, **config.model.kwargs.to_dict()}
     self.model = models.get_model(config.model.name, **kwargs)
-    self.image_shape = train_data.images.shape[1:]
+    self.image_shape = tuple(train_data.image_shape)
     tx, self.schedule = optim.make_optimizer(config.optimizer, total_steps)
     self.tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters: zero updates.
     data = config.data
     mean, std = datasets.normalization(data.name, data.mean, data.std)
-    datasets.check_channels(data.name, mean, train_data.images.shape[-1])
+    datasets.check_channels(data.name, mean, train_data.image_shape[-1])
     logging.info("Standardising with mean=%s, std=%s.", mean, std)
     self.norm = dict(mean=mean, std=std)
     self.eval_views = parse_eval_views(config.eval_views)
@@ -103,7 +96,7 @@ class Objective(base.Objective):
     return steps.make_train_step(
         self.model, self.tx, label_smoothing=config.label_smoothing,
         aux_loss_weight=config.aux_loss_weight,
-        augment=augment_lib.build(config.augment, self.train_data.images),
+        augment=augment_lib.build(config.augment, self.train_data),
         frozen=transfer.frozen_modules(params, config.freeze),
         compute_dtype=config.compute_dtype, **self.norm)
 

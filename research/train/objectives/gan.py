@@ -78,7 +78,7 @@ class Objective(_Base):
       self.g_tx = optax.adam(o.optimizer.g_learning_rate, b1=o.optimizer.b1)
       self.d_tx = optax.adam(o.optimizer.d_learning_rate, b1=o.optimizer.b1)
     self.keys = gan_step.run_keys(config.seed)
-    self.image_shape = train_data.images.shape[1:]
+    self.image_shape = tuple(train_data.image_shape)
     self.step_fn = gan_step.make_gan_train_step(self.generator, self.discriminator, self.g_tx,
                                                 self.d_tx, o.generator_loss,
                                                 compute_dtype=config.compute_dtype)
@@ -101,7 +101,7 @@ class Objective(_Base):
   def start(self, state):
     if not self.config.objective.get("init_output_bias"):
       return state
-    unit = self.train_data.images[:10_000].astype(np.float32) / 255.0
+    unit = self.train_data.sample_images(10_000).astype(np.float32) / 255.0
     g_params = gan_models.init_output_bias_from_marginals(jax.device_get(state.g_params), unit)
     sharding = jax.tree.leaves(state)[0].sharding
     return state.replace(g_params=jax.device_put(g_params, sharding))
