@@ -101,9 +101,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   require(config.model.name in models.registry(), "model.name", config.model.name,
           f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
-  model = models.get_model(config.model.name, **config.model.kwargs.to_dict())
-  require(isinstance(model, detection_models.FasterRCNN), "model.name", config.model.name,
-          "the faster_rcnn objective trains a FasterRCNN, e.g. 'faster_rcnn_small'.")
+  entry = models.registry()[config.model.name]
+  cls = getattr(entry, "func", entry)
+  require(isinstance(cls, type) and issubclass(cls, detection_models.FasterRCNN), "model.name",
+          config.model.name, "the faster_rcnn objective trains a FasterRCNN, e.g. "
+          "'faster_rcnn_small'.")
+  try:
+    model = models.get_model(config.model.name, **config.model.kwargs.to_dict())
+  except ValueError as e:
+    require(False, "model.kwargs", config.model.kwargs.to_dict(), str(e))
   require(0 < o.scale <= o.max_size, "objective.scale", o.scale,
           f"must be in (0, objective.max_size={o.max_size}].")
   require(o.max_objects >= 0, "objective.max_objects", o.max_objects, "must be >= 0.")
