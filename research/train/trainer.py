@@ -1,7 +1,7 @@
 """The one training loop: `train(config, workdir)`, for every objective.
 
 What is trained is the objective named by config.objective.name
-(research/train/objectives/: classification, adversarial, gan); this loop owns
+(research/train/objectives/: classification, adversarial, gan, faster_rcnn); this loop owns
 everything else, the same for all of them. Read top to bottom: logging, mesh,
 input, objective, steps, checkpoint, evals, loop. A run writes into `workdir`:
 config.json, run_info.json, summary.txt, metrics.jsonl, tensorboard/,
