@@ -29,8 +29,11 @@ Command:
 
   python launch.py --config=experiments/faster_rcnn.py --workdir=runs/faster_rcnn
 
-Runtime and result: not yet run at this budget (the lead runs it on quiet
-cores). Measured step time: see the README's detection rows once run.
+Runtime and result: not yet run at this budget. Sizing (2026-11-29, 2 cores
+shared with other jobs, load average ~8): 40 steps of this config on 24 tiny
+scenes trained at 3.3 images/s after compilation, so the default's 3,000
+steps x 4 images would take about an hour at that load, less on idle cores
+(not measured); the three evaluations of 1,000 test scenes come on top.
 
 Arguments (`--config=experiments/faster_rcnn.py:ARG`):
   (none)  faster_rcnn_small on detection_scenes, as above.

@@ -3,6 +3,7 @@ faster_rcnn objective end to end through experiments/faster_rcnn.py, exact resum
 after SIGKILL, and bad anchor configs stopped before any work."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -139,31 +140,47 @@ _RUN_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     from research.launch import experiment
+    from research.train import trainer
     from tests.test_detection_experiment import load, tiny_config
-    experiment.run_experiment(load(), tiny_config({data!r}), {workdir!r}, command="test")
+    if {report!r}:
+      experiment.run_experiment(load(), tiny_config({data!r}), {workdir!r}, command="test")
+    else:
+      trainer.train(tiny_config({data!r}), {workdir!r})
 """)
 
 
+def _run(workdir, data, cache, *, report=True, kill_at=None):
+  """The tiny run in a subprocess. The three runs of the test share a persistent
+  compilation cache: compiling the detector's steps is most of their time."""
+  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
+         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  if kill_at is not None:
+    env[trainer._KILL_AT_STEP_ENV] = str(kill_at)
+  script = _RUN_SCRIPT.format(root=ROOT, data=data, workdir=workdir, report=report)
+  return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                        cwd=ROOT)
+
+
 def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
-  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
-  env = {**os.environ, trainer._KILL_AT_STEP_ENV: "3"}
-  result = subprocess.run(
-      [sys.executable, "-c", _RUN_SCRIPT.format(root=ROOT, data=scenes, workdir=killed)],
-      env=env, capture_output=True, text=True, cwd=ROOT)
+  straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
+  result = _run(killed, scenes, cache, kill_at=3)
   assert result.returncode == -9, result.stderr[-3000:]
   assert checkpoint.load_arrays(killed)[0] == 2  # Killed after step 3: 4 never reached.
 
-  module = load()
-  metrics = experiment.run_experiment(module, tiny_config(scenes), killed, command="test")
+  result = _run(killed, scenes, cache)  # Same workdir: resumes, evaluates, reports.
+  assert result.returncode == 0, result.stderr[-3000:]
+  rows = [json.loads(l) for l in open(os.path.join(killed, "metrics.jsonl"))]
+  metrics = {k: v for r in rows for k, v in r.items()}
+  assert metrics["step"] == 4
   for key in ("test/mAP", "test/coco_AP", "test/coco_AP50", "test/rpn_recall"):
     assert 0.0 <= metrics[key] <= 1.0, (key, metrics[key])
   assert np.isfinite(metrics["train/rpn_loss"]) and np.isfinite(metrics["train/head_loss"])
-  assert metrics["steps"] == 4
   report = open(os.path.join(killed, "report.md")).read()
   assert "VOC07 mAP@0.5" in report and "69.9% mAP" in report
-  assert os.path.getsize(os.path.join(killed, module.FIGURE)) > 10_000
+  assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
 
-  trainer.train(tiny_config(scenes), straight)
+  result = _run(straight, scenes, cache, report=False)
+  assert result.returncode == 0, result.stderr[-3000:]
   step_a, params_a = final_params(straight)
   step_b, params_b = final_params(killed)
   assert step_a == step_b == 4

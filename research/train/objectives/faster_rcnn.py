@@ -42,7 +42,6 @@ host of process 0's view of the replicated outputs.
 
 import functools
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -54,7 +53,6 @@ from research.data import datasets, detection_inputs
 from research.errors import require
 from research.models import detection as detection_models
 from research.models import detection_postprocess as post
-from research.models import summary as summary_lib
 from research.ops import anchors as anchor_ops
 from research.ops import boxes as box_ops
 from research.ops import detection_losses, detection_targets
@@ -165,6 +163,9 @@ class Objective(base.Objective):
 
   progress_keys = ("loss", "rpn_loss", "head_loss", "accuracy")
   has_eval_split = True
+  # The classifier's: the model summary (self.model at self.image_shape), the learning rate.
+  summary = classification.Objective.summary
+  train_extras = classification.Objective.train_extras
 
   @classmethod
   def open_inputs(cls, config, train_data=None):
@@ -193,12 +194,6 @@ class Objective(base.Objective):
     mean, std = datasets.normalization(config.data.name, config.data.mean, config.data.std)
     datasets.check_channels(config.data.name, mean, 3)
     self.norm = (mean, std)
-
-  def summary(self):
-    summary = summary_lib.summarize(self.model, self.image_shape, train=False)
-    logging.info("Model %s: %s parameters.", self.config.model.name,
-                 f"{summary.total_params:,}")
-    return summary.table(), summary.total_params
 
   def init_state(self):
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(self.config.seed))
@@ -254,9 +249,6 @@ class Objective(base.Objective):
     state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                           opt_state=opt_state)
     return state, {"loss": loss, **metrics}
-
-  def train_extras(self, step):
-    return {"learning_rate": float(self.schedule(step - 1))}
 
   def eval_step(self, state, batch):
     """Detections of the batch (test-time proposals), with what the metrics need."""
