@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import sys
-import textwrap
 
 import jax
 import numpy as np
@@ -146,31 +145,16 @@ def test_long_decoding_logs_its_progress(caplog):
   assert "examples/s, about" in caplog.text
 
 
-_LAUNCH = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
-    from absl import app
-    import tensorflow_datasets as tfds
-    import launch
-
-    if __name__ == "__main__":  # Grain's worker processes import this file.
-      with tfds.testing.mock_data(num_examples={n},
-                                  policy=tfds.testing.MockPolicy.USE_CODE):
-        app.run(launch.main_with_short_usage_errors, flags_parser=launch.parse_flags,
-                argv=["launch.py", "--config=tests/streaming_experiment.py{arg}",
-                      "--workdir={workdir}"])
-""")
-
-
 def _launch(tmp_path, workdir, arg="", kill_at=None):
-  script = tmp_path / f"launch_{os.path.basename(workdir)}.py"
-  script.write_text(_LAUNCH.format(root=ROOT, n=MOCK_EXAMPLES, workdir=workdir,
-                                   arg=f":{arg}" if arg else ""))
-  env = dict(os.environ)
+  """launch.py on the mock data, in a subprocess (tests/mock_launch.py)."""
+  del tmp_path  # The workdir is the run's only file.
+  env = {**os.environ, "MOCK_EXAMPLES": str(MOCK_EXAMPLES)}
   if kill_at is not None:
     env["RESEARCH_TEST_SIGKILL_AT_STEP"] = str(kill_at)
-  return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                        cwd=ROOT, env=env, timeout=600)
+  config = "tests/streaming_experiment.py" + (f":{arg}" if arg else "")
+  return subprocess.run([sys.executable, os.path.join(ROOT, "tests", "mock_launch.py"),
+                         f"--config={config}", f"--workdir={workdir}"],
+                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
 
 
 def _straight_run(tmp_path):

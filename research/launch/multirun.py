@@ -58,8 +58,9 @@ def base_config(config: ml_collections.ConfigDict,
     raise ValueError(f"Study keys {missing} are not in the config; declare only the "
                      "experiment's own top-level keys in STUDY_KEYS.")
   base = config.copy_and_resolve_references()
-  for key in study_keys:
-    del base[key]
+  with base.unlocked():  # launch.py's config flags lock the config they parse.
+    for key in study_keys:
+      del base[key]
   _check_trainer_keys(base)
   return base
 

@@ -1,8 +1,8 @@
 """The trainer's config keys and their defaults; experiments start from here.
 
-Also the two config helpers every layer above uses: `require`, the one form
-of a config check, and `override`, the one way to set dotted keys (variants
-of a multi-run experiment, sweep runs).
+Also `override`, the one way to set dotted keys (variants of a multi-run
+experiment, sweep runs). The one form of a config check, `require`, lives in
+research/errors.py, below every layer.
 """
 
 import ml_collections
@@ -59,10 +59,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer.b1 = 0.9               # adam, adamw
   c.optimizer.b2 = 0.999
   c.optimizer.weight_decay = 0.0
-  c.optimizer.schedule = "constant"  # constant | cosine | step
+  c.optimizer.schedule = "constant"  # constant | cosine | step | exponential (train/optim.py)
   c.optimizer.warmup_steps = 0
+  c.optimizer.warmup = "linear"         # linear: warmup_factor x lr up to lr; constant: at it
+  c.optimizer.warmup_factor = 0.0       # The warm-up's (starting) lr as a fraction of lr.
   c.optimizer.boundaries = (0.5, 0.75)  # step: fractions of training
-  c.optimizer.decay_factor = 0.1        # step: lr multiplier at each boundary
+  c.optimizer.decay_factor = 0.1        # step, exponential: lr multiplier at each decay
+  c.optimizer.decay_every = 0.0         # exponential: fraction of training between decays
 
   # Augmentations by name, applied per example in the step (research/data/augment.py),
   # e.g. "crop_pad4,flip_lr"; "" for none.

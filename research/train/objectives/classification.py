@@ -28,9 +28,8 @@ from research.errors import require
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Stops impossible model, optimizer and input settings, naming the key."""
-  validate_optimizer(config)
-  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises. "optimizer.learning_rate",
-
+  optim.validate_config(config.optimizer)
+  datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   try:
     augment_lib.parse(config.augment)
   except ValueError as e:
@@ -49,18 +48,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           config.eval_views, f"{dense[0] if dense else ''} needs a model whose FC layers run "
           f"as convolutions (dense=True: VGG, AlexNet, ZF Net); {config.model.name!r} has "
           "none. Use central or ten_crop(s).")
-
-
-def validate_optimizer(config: ml_collections.ConfigDict) -> None:
-  """Stops impossible config.optimizer settings (also the detection objective's)."""
-  require(config.optimizer.learning_rate > 0, "optimizer.learning_rate",
-          config.optimizer.learning_rate, "must be > 0.")
-  require(config.optimizer.name in optim.OPTIMIZERS, "optimizer.name",
-          config.optimizer.name, f"choose one of {optim.OPTIMIZERS}.")
-  require(config.optimizer.schedule in optim.SCHEDULES, "optimizer.schedule",
-          config.optimizer.schedule, f"choose one of {optim.SCHEDULES}.")
-  require(all(0 < b < 1 for b in config.optimizer.boundaries), "optimizer.boundaries",
-          config.optimizer.boundaries, "are fractions of training, each in (0, 1).")
 
 
 def parse_eval_views(specs) -> tuple[views.View, ...]:

@@ -95,7 +95,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in default_objective():
     require(key in o, f"objective.{key}", None,
             "the faster_rcnn objective needs it (faster_rcnn.default_objective()).")
-  classification.validate_optimizer(config)
+  optim.validate_config(config.optimizer)
   datasets.normalization(config.data.name, config.data.mean, config.data.std)  # Raises.
   require(config.model.name in models.registry(), "model.name", config.model.name,
           f"unknown model. Known: {', '.join(sorted(models.registry()))}.")
