@@ -214,10 +214,10 @@ def main(argv):
   logging.info("Experiment %s -> %s", config_arg, workdir)
   from research import errors
   from research.train import checkpoint, workdir as workdir_lib
-  # Expected stops (a config the data or the workdir refuses, a busy workdir, no
+  # Expected stops (a config the data or the workdir refuses, data not here, a busy workdir, no
   # intact checkpoint, divergence): their one-line message is the whole story.
-  refusals = (errors.ConfigError, workdir_lib.WorkdirBusy, checkpoint.CheckpointError,
-              FloatingPointError)
+  refusals = (errors.ConfigError, errors.DataNotFound, workdir_lib.WorkdirBusy,
+              checkpoint.CheckpointError, FloatingPointError)
   try:
     experiment.run_experiment(module, _CONFIG.value, workdir)
   except refusals as e:

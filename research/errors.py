@@ -14,6 +14,13 @@ class ConfigError(ValueError):
   """
 
 
+class DataNotFound(FileNotFoundError):
+  """The data a config names is not on this machine; the message says how to get it.
+
+  launch.py prints it as one line, like ConfigError.
+  """
+
+
 def require(ok: bool, key: str, value, why: str) -> None:
   """The one config check: raises ConfigError "config.<key>=<value>: <why>" unless ok.
 

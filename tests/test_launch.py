@@ -110,3 +110,13 @@ def test_a_workdir_that_is_a_file_is_named_as_such(tmp_path):
   assert result.returncode == 1
   assert f"--workdir={path} is a file, not a directory" in result.stderr
   assert path.read_text() == "mine"
+
+
+def test_a_dataset_that_is_not_here_is_one_line_saying_how_to_get_it(tmp_path):
+  # Before: a FileNotFoundError traceback from deep inside the data layer.
+  result = launch("--config=experiments/lenet.py", f"--workdir={tmp_path}/w",
+                  "--config.data.name=cifar10", f"--config.data.data_dir={tmp_path}")
+  assert result.returncode == 1
+  assert "Dataset 'cifar10' is not prepared in" in result.stderr
+  assert "To fix:" in result.stderr and "Traceback" not in result.stderr
+  assert not os.path.exists(f"{tmp_path}/w/config.json")

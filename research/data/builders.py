@@ -26,6 +26,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+from research import errors
 from research.data import datasets
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -126,7 +127,7 @@ class LocalFashionMNIST(tfds_mnist.FashionMNIST, skip_registration=True):
     missing = [f for pair in _IDX_FILES.values() for f in pair
                if not os.path.exists(os.path.join(src, f))]
     if missing:
-      raise FileNotFoundError(
+      raise errors.DataNotFound(
           f"Fashion-MNIST IDX files {missing} not found in {src}. Install them "
           "with `apt-get install dataset-fashion-mnist`, or point "
           "$FASHION_MNIST_DIR at a folder holding the four IDX .gz files.")

@@ -11,6 +11,7 @@ import os
 from absl import logging
 import tensorflow_datasets as tfds
 
+from research import errors
 from research.data import builders
 # Imported for its registration: the distorted datasets join builders.LOCAL_BUILDERS.
 from research.data import distorted_builders  # noqa: F401  pylint: disable=unused-import
@@ -50,7 +51,7 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
   if data_dir and not download and not os.path.isdir(data_dir):
     # A folder given by hand that is not there is a typo more often than a wish
     # to prepare data in a new place; the default folder is created on first use.
-    raise FileNotFoundError(
+    raise errors.DataNotFound(
         f"config.data.data_dir={data_dir} does not exist. Fix the path, or create the "
         f"folder to prepare {name} there (mkdir -p {data_dir}, or `python -m "
         f"research.data.prepare {name.partition(':')[0]} --data_dir={data_dir}`).")
@@ -67,7 +68,7 @@ def open_source(name: str, split: str, data_dir: str | None = None, *,
                               decoders=decoders)
   except Exception as e:  # TFDS raises several unrelated types for "not there".
     if path is None and not download:
-      raise FileNotFoundError(
+      raise errors.DataNotFound(
           f"Dataset {name!r} is not prepared in {data_dir} and downloads are off. "
           f"To fix: {_how_to_prepare(name, data_dir)}.") from e
     raise
