@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from research.data import datasets, detection, reader, scene_builders, scenes
-from research.eval import detection_metrics as dm
+from research.train import detection_metrics as dm
 from research.ops import boxes as box_ops
 
 TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}

@@ -196,3 +196,41 @@ def test_imagenet_streamed_in_process_resumes_exactly(tmp_path):
   expected = _straight_run(tmp_path)
   _, params = _kill_and_resume(tmp_path, "")
   jax.tree.map(np.testing.assert_array_equal, expected, params)
+
+
+def test_two_processes_each_read_only_their_rows_and_train_what_one_does(tmp_path):
+  """Two launch.py processes joined by jax.distributed, streaming mock ImageNet."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    address = f"127.0.0.1:{s.getsockname()[1]}"
+  two = tmp_path / "two"
+  processes = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "tests", "mock_launch.py"),
+       "--config=tests/streaming_experiment.py", f"--workdir={two}", "--distributed",
+       f"--coordinator_address={address}", "--num_processes=2", f"--process_id={i}"],
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+      env={**os.environ, "MOCK_EXAMPLES": str(MOCK_EXAMPLES),
+           "MOCK_LOG_READS": str(tmp_path / f"reads_{i}.txt")})
+      for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  for p, out in zip(processes, outputs):
+    assert p.returncode == 0, out[-3000:]
+
+  # Every training read of process i is exactly its half of some step's sorted
+  # global batch, and never a record of the other half.
+  config = streaming_experiment.get_config()
+  batches = pipeline.index_batches(MOCK_EXAMPLES, config.batch_size, config.seed)
+  half = config.batch_size // 2
+  for i in range(2):
+    reads = [np.array(line.split(), int)
+             for line in (tmp_path / f"reads_{i}.txt").read_text().splitlines()]
+    assert len(reads) >= config.total_steps
+    for idx in reads:
+      assert any(np.array_equal(idx, np.sort(batches[s])[i * half:(i + 1) * half])
+                 for s in range(config.total_steps + 4)), idx
+
+  step_two, params_two = final_params(str(two))
+  assert step_two == config.total_steps
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               _straight_run(tmp_path), params_two)

@@ -195,6 +195,8 @@ class InputSplit:
     take(n)              the split of the first n examples (same preprocessing)
     train_batches(batch_size, seed, start_step, *, process_index, process_count)
     eval_batches(batch_size, *, process_index, process_count)
+    eval_batch_spec(batch_size)  {key: (shape, dtype)} of an eval batch, for
+                         tracing the eval step before any work
   """
   class_names: tuple[str, ...]
   image_shape: tuple[int, int, int]
@@ -221,6 +223,11 @@ class InputSplit:
   def eval_batches(self, batch_size: int, *, process_index: int = 0,
                    process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
     raise NotImplementedError
+
+  def eval_batch_spec(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
+    """{key: (shape, dtype)} of this split's eval batches (eval_batches' keys)."""
+    return {"image": ((batch_size, *self.eval_image_shape), np.uint8),
+            "label": ((batch_size,), np.int32), "mask": ((batch_size,), np.float32)}
 
 
 class MemorySplit(InputSplit):

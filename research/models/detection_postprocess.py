@@ -83,7 +83,7 @@ def detections_from_scores(scores, boxes, image_hw, valid=None, *,
   Returns:
     dict, max_detections long, decreasing score: "boxes" float32 [D, 4],
     "scores" float32 [D], "labels" int32 [D] (0-based object class, as
-    research/eval/detection_metrics reads), "mask" bool [D] (False: padding,
+    research/train/detection_metrics reads), "mask" bool [D] (False: padding,
     zero). `to_host` trims a batch to per-image dicts.
   """
   boxes = box_ops.clip_to_image(boxes.astype(jnp.float32), image_hw[0], image_hw[1])
@@ -140,7 +140,7 @@ def detect_batch(class_logits, box_deltas, rois, image_hw, roi_mask=None, **kwar
 def to_host(detections) -> list[dict]:
   """A batch of detections (leading [B] axis, with "mask") -> per image
   {"boxes" float32 [D, 4], "scores" float32 [D], "labels" int32 [D]} of the
-  valid ones, NumPy: research/eval/detection_metrics' input."""
+  valid ones, NumPy: research/train/detection_metrics' input."""
   d = jax.device_get(detections)
   out = []
   for i in range(np.asarray(d["mask"]).shape[0]):

@@ -71,7 +71,8 @@ def best_centred_iou(object_size: float, sizes, aspect_ratios) -> float:
 
 def validate_anchors(image_hw: tuple[int, int], feature_hw: tuple[int, int], stride: int,
                      sizes, aspect_ratios, object_sizes: tuple[float, float] | None = None,
-                     min_iou: float = 0.5, key: str = "model.anchors") -> None:
+                     min_iou: float = 0.5, key: str = "model.anchors",
+                     keys: dict | None = None) -> None:
   """Refuses an anchor config that cannot cover the image, before any work.
 
   Checks, each a one-line ConfigError naming config.<key>.<field>:
@@ -96,21 +97,24 @@ def validate_anchors(image_hw: tuple[int, int], feature_hw: tuple[int, int], str
     object_sizes: optional (smallest, largest) object side in pixels.
     min_iou: float in (0, 1].
     key: the config key of the anchor settings, for messages.
+    keys: optional {field: config key} where a field's key is not
+      "<key>.<field>" (fields: sizes, aspect_ratios, stride, object_sizes).
 
   Raises:
     errors.ConfigError.
   """
+  key_of = lambda field: (keys or {}).get(field, f"{key}.{field}")
   require = errors.require
   sizes, ratios = tuple(sizes), tuple(aspect_ratios)
-  require(len(sizes) > 0 and all(s > 0 for s in sizes), f"{key}.sizes", sizes,
+  require(len(sizes) > 0 and all(s > 0 for s in sizes), key_of("sizes"), sizes,
           "needs one or more positive anchor side lengths in pixels, e.g. (128, 256, 512)")
-  require(len(ratios) > 0 and all(r > 0 for r in ratios), f"{key}.aspect_ratios", ratios,
+  require(len(ratios) > 0 and all(r > 0 for r in ratios), key_of("aspect_ratios"), ratios,
           "needs one or more positive height/width ratios, e.g. (0.5, 1, 2)")
-  require(isinstance(stride, (int, np.integer)) and stride > 0, f"{key}.stride", stride,
+  require(isinstance(stride, (int, np.integer)) and stride > 0, key_of("stride"), stride,
           "must be a positive int: input pixels per feature cell (16 for VGG16 conv5_3)")
   for axis, (image, feature) in enumerate(zip(image_hw, feature_hw)):
     name = ("height", "width")[axis]
-    require(feature > 0 and abs(feature * stride - image) < stride, f"{key}.stride", stride,
+    require(feature > 0 and abs(feature * stride - image) < stride, key_of("stride"), stride,
             f"a feature map {feature} cells {name} at stride {stride} spans {feature * stride} "
             f"pixels, but the image is {image} pixels {name}: the stride must be the "
             f"network's (image {name} / feature {name} = {image / max(feature, 1):.2f})")
@@ -118,14 +122,14 @@ def validate_anchors(image_hw: tuple[int, int], feature_hw: tuple[int, int], str
   inside = ((anchors[:, 0] >= 0) & (anchors[:, 1] >= 0) & (anchors[:, 2] <= image_hw[0])
             & (anchors[:, 3] <= image_hw[1]))
   shapes = anchor_shapes(sizes, ratios)
-  require(bool(inside.any()), f"{key}.sizes", sizes,
+  require(bool(inside.any()), key_of("sizes"), sizes,
           f"no anchor fits inside the {image_hw[0]}x{image_hw[1]} image (the smallest is "
           f"{shapes[:, 0].min():.0f}x{shapes[:, 1].min():.0f}), and Faster R-CNN trains only on "
           "anchors within the image: add smaller sizes or use larger images")
   if object_sizes is None:
     return
   small, large = object_sizes
-  require(0 < small <= large, f"{key}.object_sizes", object_sizes,
+  require(0 < small <= large, key_of("object_sizes"), object_sizes,
           "needs (smallest, largest) object side in pixels, 0 < smallest <= largest")
   # IoU against size is unimodal around each anchor size, so a fine geometric
   # grid of the range (with both ends) finds any gap between the sizes.
@@ -135,7 +139,7 @@ def validate_anchors(image_hw: tuple[int, int], feature_hw: tuple[int, int], str
     if best < min_iou - 1e-6:
       what = ("a larger" if size > max(sizes) else "a smaller" if size < min(sizes)
               else "an intermediate")
-      require(False, f"{key}.sizes", sizes,
+      require(False, key_of("sizes"), sizes,
               f"an object of {size:.0f} pixels (data range {small:g}-{large:g}) has IoU at most "
               f"{best:.2f} < {min_iou} with every anchor, even centred on it: add {what} size "
               f"(sizes a factor 2 apart cover {min(sizes) / math.sqrt(2):.0f}-"

@@ -49,14 +49,19 @@ def require_train_eval(config: ml_collections.ConfigDict, needed_by: str,
 
 
 def trace_eval_step(eval_step: Callable, init_state: Callable,
-                    image_shapes: Iterable[tuple[int, ...]], batch_size: int) -> None:
+                    batch_specs: Iterable[dict]) -> None:
   """Traces (does not compile or run) `eval_step` on eval batches of each
-  [H, W, C] in `image_shapes`, so that what it raises while tracing, e.g. a
-  ConfigError for a test-time view that cannot read the eval images
-  (config.eval_views), stops the run before any work."""
+  spec {key: (shape, dtype)} in `batch_specs` (pipeline.InputSplit.
+  eval_batch_spec), so that what it raises while tracing, e.g. a ConfigError
+  for a test-time view that cannot read the eval images (config.eval_views),
+  stops the run before any work."""
   state = jax.eval_shape(init_state)
-  for shape in sorted(set(map(tuple, image_shapes))):
-    batch = {"image": jax.ShapeDtypeStruct((batch_size, *shape), jnp.uint8),
-             "label": jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-             "mask": jax.ShapeDtypeStruct((batch_size,), jnp.float32)}
+  seen = set()
+  for spec in batch_specs:
+    key = tuple(sorted((k, tuple(shape), jnp.dtype(dtype).name)
+                       for k, (shape, dtype) in spec.items()))
+    if key in seen:
+      continue
+    seen.add(key)
+    batch = {k: jax.ShapeDtypeStruct(shape, dtype) for k, (shape, dtype) in spec.items()}
     jax.eval_shape(eval_step, state, batch)

@@ -1,7 +1,7 @@
 """The one training loop: `train(config, workdir)`, for every objective.
 
 What is trained is the objective named by config.objective.name
-(research/train/objectives/: classification, adversarial, gan); this loop owns
+(research/train/objectives/: classification, adversarial, gan, faster_rcnn); this loop owns
 everything else, the same for all of them. Read top to bottom: logging, mesh,
 input, objective, steps, checkpoint, evals, loop. A run writes into `workdir`:
 config.json, run_info.json, summary.txt, metrics.jsonl, tensorboard/,
@@ -158,8 +158,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
         lambda x: jax.make_array_from_process_local_data(data_sharding, x), local_batch)
 
   # --- Input ---------------------------------------------------------------
-  train_data, eval_splits = inputs.training_inputs(
-      config, train_data, with_eval=objective_lib.Objective.has_eval_split)
+  train_data, eval_splits = objective_lib.Objective.open_inputs(config, train_data)
   steps_per_epoch, total_steps = preflight.run_length(
       config, len(train_data), len(eval_splits["test"]) if eval_splits else 1)
   eval_every = _interval_steps(config, "eval", steps_per_epoch)
@@ -178,8 +177,8 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
                if objective.eval_step is not None else None)
   if eval_step is not None:  # Traced now: an eval that cannot run stops before any work.
     preflight.trace_eval_step(objective.eval_step, objective.init_state,
-                              [s.eval_image_shape for s in eval_splits.values()],
-                              config.eval_batch_size)
+                              [s.eval_batch_spec(config.eval_batch_size)
+                               for s in eval_splits.values()])
 
   # --- The run is accepted: lock the workdir, write its record. -----------
   guard.accept(config, write=is_main, files={"summary.txt": summary_text + "\n"})
@@ -201,8 +200,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     for batch in pipeline.eval_batches(split_data, config.eval_batch_size,
                                        process_index=jax.process_index(),
                                        process_count=jax.process_count()):
-      out = eval_step(state, to_global(batch))
-      sums = out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
+      sums = objective.eval_accumulate(sums, eval_step(state, to_global(batch)))
     return {f"{prefix}/{k}": v
             for k, v in objective.eval_metrics(jax.device_get(sums)).items()}
 

@@ -14,6 +14,10 @@ the objective's own keys sit beside the name in `config.objective`:
   gan             Goodfellow et al. 2014's Algorithm 1, one D then one G
                   update per step (keys: gan, generator, discriminator,
                   optimizer, generator_loss, ...).
+  faster_rcnn     Ren et al. 2015's approximate joint training of the RPN and
+                  the Fast R-CNN head on a detection dataset, VOC 2007 mAP
+                  and COCO AP as its evaluation (keys: scale, max_size,
+                  num_rois, rpn_batch_size, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass

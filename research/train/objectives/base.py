@@ -2,6 +2,8 @@
 
 The loop calls, in this order:
 
+  train_data, eval_splits = Objective.open_inputs(config, train_data)
+      the input splits (default: research/data/inputs.training_inputs)
   objective = Objective(config, train_data, total_steps, workdir)
       train_data: research/data/pipeline.py's InputSplit (in memory or
       streamed): len(), num_classes, image_shape, sample_images(n)
@@ -10,7 +12,8 @@ The loop calls, in this order:
   state = objective.start(state)       a new run only (not a resumed one)
   jit(objective.train_step)(state, batch) -> (state, metrics)   every step
   objective.train_extras(step)         host-side scalars logged with the metrics
-  jit(objective.eval_step)(state, batch) -> sums                 at eval steps
+  jit(objective.eval_step)(state, batch) -> out                  at eval steps
+  sums = objective.eval_accumulate(sums, out)  over a split's batches (default: summed)
   objective.eval_metrics(sums)         -> {"loss": ..., ...}    per eval split
   objective.evaluate(state, step)      -> {name: float}          at eval steps
 
@@ -24,6 +27,9 @@ repeats an uninterrupted one exactly.
 
 from typing import Any
 
+import jax
+
+from research.data import inputs
 from research.data.pipeline import InputSplit
 
 
@@ -42,6 +48,17 @@ class Objective:
   def __init__(self, config, train_data: InputSplit, total_steps: int, workdir: str):
     self.config, self.train_data, self.total_steps = config, train_data, total_steps
     self.workdir = workdir  # Files an objective writes go here (process 0 only).
+
+  @classmethod
+  def open_inputs(cls, config, train_data=None) -> tuple[InputSplit, dict[str, InputSplit]]:
+    """(training split, {prefix: eval split}) the loop trains and evaluates on;
+    train_data: the caller's own training split, or None (config.data's)."""
+    return inputs.training_inputs(config, train_data, with_eval=cls.has_eval_split)
+
+  def eval_accumulate(self, sums, out):
+    """Folds one eval batch's eval_step output into the split's running total
+    (None before the first batch): summed leaf by leaf, on the device."""
+    return out if sums is None else jax.tree.map(lambda a, b: a + b, sums, out)
 
   def summary(self) -> tuple[str, int]:
     """(summary.txt's text, number of parameters); checks conv arithmetic."""

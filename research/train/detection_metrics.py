@@ -1,5 +1,9 @@
 """Detection accuracy as the papers measure it: VOC 2007 mAP and COCO AP.
 
+In research/train (not eval) because the detection objective's periodic
+evaluation reports them (research/train/objectives/faster_rcnn.py), and the
+package imports one way (tests/test_layers.py).
+
 - `voc_eval`: PASCAL VOC 2007's average precision per class at IoU >= 0.5 and
   its mean, as R-CNN (Girshick et al. 2014, Table 1), Fast R-CNN (2015,
   Table 1) and Faster R-CNN (Ren et al. 2015, Table 2) report it: the 11-point
