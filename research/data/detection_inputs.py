@@ -31,7 +31,6 @@ run sees the batches an uninterrupted one would.
 from collections.abc import Iterator
 import math
 
-import grain
 import numpy as np
 from PIL import Image
 
@@ -124,21 +123,15 @@ class DetectionInputSplit(pipeline.InputSplit):
     """This process's rows of the global batch of steps start_step, ...: row r of
     step s is example sort(pipeline.index_batches(...)[s])[r], flipped by
     example_rng(seed, s, r)."""
-    rows = pipeline._process_slice(batch_size, process_index, process_count)
-    order = pipeline.index_batches(len(self), batch_size, seed)
-    global_rows = np.arange(batch_size)[rows]
-
-    def load(step: int) -> dict[str, np.ndarray]:
-      rngs = [pipeline.example_rng(seed, step, int(r)) for r in global_rows]
-      return self._read(np.sort(order[step])[rows], rngs, training=True)
-
-    steps = grain.MapDataset.range(start_step, pipeline._FOREVER).map(load)
-    return pipeline._iterate(steps, load, start_step, prefetch, 0)
+    return pipeline.step_batches(
+        lambda idx, rngs: self._read(idx, rngs, training=True), len(self), batch_size, seed,
+        start_step, process_index=process_index, process_count=process_count,
+        prefetch=prefetch)
 
   def eval_batches(self, batch_size, *, process_index=0,
                    process_count=1) -> Iterator[dict[str, np.ndarray]]:
     """One pass in order, the last batch padded (copies of the last example, mask 0)."""
-    rows = pipeline._process_slice(batch_size, process_index, process_count)
+    rows = pipeline.process_slice(batch_size, process_index, process_count)
     n = len(self)
     for b in range(math.ceil(n / batch_size)):
       idx = np.arange(b * batch_size, (b + 1) * batch_size)[rows]

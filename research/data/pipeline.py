@@ -54,7 +54,7 @@ def index_batches(num_examples: int, batch_size: int, seed: int) -> grain.MapDat
           .batch(batch_size, drop_remainder=True, batch_fn=np.asarray))
 
 
-def _process_slice(batch_size: int, process_index: int, process_count: int) -> slice:
+def process_slice(batch_size: int, process_index: int, process_count: int) -> slice:
   """The rows of a global batch that this process reads (multi-host)."""
   if batch_size % process_count:
     raise ValueError(f"batch_size={batch_size} is not divisible by the "
@@ -124,6 +124,33 @@ def _iterate(steps: grain.MapDataset, load, first: int, prefetch: int,
       step += 1
 
 
+def step_batches(load_rows: Callable[[np.ndarray, list], dict], num_examples: int,
+                 batch_size: int, seed: int, start_step: int = 0, *, process_index: int = 0,
+                 process_count: int = 1, prefetch: int = 2,
+                 num_workers: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Yields load_rows(idx, rngs) for steps start_step, ...: this process's share
+  of each global batch, for any kind of example (classification, detection).
+
+  idx: int [B/P], the examples of this process's rows r of the global batch of
+  step s, sort(index_batches[s])[r]; rngs: their generators example_rng(seed,
+  s, r). Sorting first, then slicing, puts the same example in the same row (and
+  dropout mask, and crop) whatever the process count.
+
+  Raises ValueError when batch_size exceeds num_examples or is not divisible
+  by process_count.
+  """
+  rows = process_slice(batch_size, process_index, process_count)
+  indices = index_batches(num_examples, batch_size, seed)
+  global_rows = np.arange(batch_size)[rows]
+
+  def load(step: int) -> dict[str, np.ndarray]:
+    rngs = [example_rng(seed, step, int(r)) for r in global_rows]
+    return load_rows(np.sort(indices[step])[rows], rngs)
+
+  steps = grain.MapDataset.range(start_step, _FOREVER).map(load)
+  return _iterate(steps, load, start_step, prefetch, num_workers)
+
+
 def train_stream(read: ReadFn, num_examples: int, batch_size: int, seed: int,
                  start_step: int = 0, *, pp: PPFn | None = None, process_index: int = 0,
                  process_count: int = 1, prefetch: int = 2,
@@ -132,24 +159,15 @@ def train_stream(read: ReadFn, num_examples: int, batch_size: int, seed: int,
 
   Each item: {"image": uint8 [B/P, H, W, C], "label": int32 [B/P]}, where row
   r of the global batch of step s holds example sort(index_batches[s])[r],
-  preprocessed by `pp` with `example_rng(seed, s, r)`.
-
-  Raises ValueError when batch_size exceeds num_examples or is not divisible
-  by process_count.
+  preprocessed by `pp` with `example_rng(seed, s, r)` (see `step_batches`).
   """
-  rows = _process_slice(batch_size, process_index, process_count)
-  indices = index_batches(num_examples, batch_size, seed)
-  global_rows = np.arange(batch_size)[rows]
-
-  def load(step: int) -> dict[str, np.ndarray]:
-    # Sort the global batch, then take this process's rows: the same example lands
-    # in the same row (and dropout mask, and crop) whatever the process count.
-    images, labels = read(np.sort(indices[step])[rows])
-    rngs = (example_rng(seed, step, int(r)) for r in global_rows)
+  def load_rows(idx: np.ndarray, rngs: list) -> dict[str, np.ndarray]:
+    images, labels = read(idx)
     return {"image": preprocess_batch(pp, images, rngs), "label": labels}
 
-  steps = grain.MapDataset.range(start_step, _FOREVER).map(load)
-  return _iterate(steps, load, start_step, prefetch, num_workers)
+  return step_batches(load_rows, num_examples, batch_size, seed, start_step,
+                      process_index=process_index, process_count=process_count,
+                      prefetch=prefetch, num_workers=num_workers)
 
 
 def eval_stream(read: ReadFn, num_examples: int, batch_size: int, *,
@@ -162,7 +180,7 @@ def eval_stream(read: ReadFn, num_examples: int, batch_size: int, *,
   whatever the batch size and device count. Example i is preprocessed with
   `eval_rng(i)`.
   """
-  rows = _process_slice(batch_size, process_index, process_count)
+  rows = process_slice(batch_size, process_index, process_count)
   num_batches = math.ceil(num_examples / batch_size)
 
   def load(b: int) -> dict[str, np.ndarray]:
