@@ -1,6 +1,7 @@
 """Shared test setup: small, fast, offline."""
 
 import os
+import socket
 
 import ml_collections
 import pytest
@@ -107,3 +108,10 @@ def objective_config(objective: str = "classification", **overrides):
 def tiny_objective_config():
   """`objective_config` as a fixture: tiny_objective_config("gan", total_steps=4)."""
   return objective_config
+
+
+def free_port() -> int:
+  """A TCP port free on this machine now (for jax.distributed's coordinator)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]

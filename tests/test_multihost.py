@@ -6,7 +6,6 @@ be the single-process one, and the work directory must be written once.
 """
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,16 +13,10 @@ import jax
 import numpy as np
 
 from research.train import checkpoint, trainer
-from tests.conftest import make_tiny_config
+from tests.conftest import free_port, make_tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(ROOT, "tests", "tiny_experiment.py")
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def test_two_processes_train_what_one_does(data_dir, tmp_path):

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from research import errors
 from research.data import datasets, inputs, pipeline, reader, streaming
-from tests.conftest import ROOT, final_params
+from tests.conftest import ROOT, final_params, free_port
 from tests import streaming_experiment
 
 MOCK_EXAMPLES = 24
@@ -200,10 +200,7 @@ def test_imagenet_streamed_in_process_resumes_exactly(tmp_path):
 
 def test_two_processes_each_read_only_their_rows_and_train_what_one_does(tmp_path):
   """Two launch.py processes joined by jax.distributed, streaming mock ImageNet."""
-  import socket
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    address = f"127.0.0.1:{s.getsockname()[1]}"
+  address = f"127.0.0.1:{free_port()}"
   two = tmp_path / "two"
   processes = [subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "tests", "mock_launch.py"),
