@@ -71,7 +71,9 @@ def _number(v) -> str:
 
 def write_report(workdir: str, *, title: str, command: str, metrics: dict,
                  results: list[ClaimResult], notes: str = "") -> str:
-  """Writes `<workdir>/report.md` (and claims.json); returns the report's path."""
+  """Writes `<workdir>/report.md`, claims.json and metrics.json (the final
+  scalar metrics, which other experiments' claims may compare against);
+  returns the report's path."""
   lines = [f"# {title}", "",
            f"Rerun with:", "", "```", command, "```", "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}; the "
@@ -105,4 +107,7 @@ def write_report(workdir: str, *, title: str, command: str, metrics: dict,
     json.dump([{"source": r.claim.source, "statement": r.claim.statement,
                 "paper": r.claim.paper, "ours": r.ours, "check": r.claim.check_text,
                 "holds": r.holds, "note": r.note} for r in results], f, indent=1)
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump({k: v for k, v in sorted(metrics.items())
+               if isinstance(v, (int, float, str, bool))}, f, indent=1)
   return path

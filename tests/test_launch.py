@@ -60,6 +60,8 @@ def test_experiment_runs_end_to_end_and_writes_its_report(data_dir, tmp_path):
   assert "[holds] LeCun et al. 1998" in result.stdout
   claims = json.loads((workdir / "claims.json").read_text())
   assert {c["source"] for c in claims} >= {"LeCun et al. 1998, §II.B"}
+  final = json.loads((workdir / "metrics.json").read_text())  # What other reports compare with.
+  assert f"| num_params | {final['num_params']:,} |" in report and 0 < final["test/accuracy"] <= 1
   # Running it again resumes the finished run instead of training again.
   again = launch("--config=experiments/lenet.py", f"--workdir={workdir}",
                  "--config.data.train_split=train[:2048]", "--config.data.eval_split=test[:512]",
