@@ -1,4 +1,5 @@
-"""Detection figures: scenes with their ground-truth boxes and, optionally, detections.
+"""Detection figures: scenes with their ground-truth boxes and, optionally, detections;
+recall against the number of proposals (Faster R-CNN Fig. 2).
 
 Beside `plots.py` (already past 400 lines) and drawn the same way: matplotlib
 through its Agg canvas, saved by `plots.save`. Ground truth is drawn solid,
@@ -56,6 +57,36 @@ def scene_grid(examples, class_names, path: str, *, detections=None, ncols: int 
     ax.set_xlim(-0.5, e.image.shape[1] - 0.5)
     ax.set_ylim(e.image.shape[0] - 0.5, -0.5)
     ax.set_title(f"{e.filename} ({len(e.labels)})", fontsize=6)
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  return plots.save(fig, path)
+
+
+def recall_figure(counts, curves: dict, path: str, *, title: str | None = None) -> str:
+  """Saves recall against the number of proposals (Faster R-CNN Fig. 2's layout) as a PNG.
+
+  counts: the numbers of proposals N (the log-scaled horizontal axis).
+  curves: {method name: {IoU threshold: recalls [len(counts)]}}, e.g.
+  proposal_recall.recall_vs_proposals' output per method; one panel per
+  threshold, one line per method. Returns path.
+  """
+  thresholds = sorted({t for per_iou in curves.values() for t in per_iou})
+  if not thresholds:
+    raise ValueError("recall_figure needs at least one curve.")
+  fig = Figure(figsize=(3.6 * len(thresholds), 3.0), dpi=150)
+  for k, t in enumerate(thresholds):
+    ax = fig.add_subplot(1, len(thresholds), k + 1)
+    for name, per_iou in curves.items():
+      if t in per_iou:
+        ax.plot(counts, per_iou[t], marker="o", markersize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("number of proposals")
+    ax.set_ylabel("recall")
+    ax.set_title(f"IoU = {t:g}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
   if title:
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()

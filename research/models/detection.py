@@ -297,6 +297,23 @@ class FasterRCNN(FastRCNN):
     return anchor_ops.grid_anchors(tuple(feature_hw), backbone_spec(self.backbone).stride,
                                    tuple(self.anchor_sizes), tuple(self.anchor_ratios))
 
+  def propose(self, feature_map, image_hw, *, train: bool = False) -> dict:
+    """The RPN and the proposal layer on a computed map [B, H', W', C] (what
+    Faster R-CNN Table 5 times as "proposal"), image_hw float [B, 2]: the
+    outputs' "rpn_logits", "rpn_deltas", "anchors", "proposals",
+    "proposal_scores" and "proposal_mask" (see the class docstring)."""
+    logits, deltas = self.rpn(feature_map)
+    anchors = self.anchors(feature_map.shape[1:3])
+    pre, post_n = ((self.pre_nms_train, self.post_nms_train) if train
+                   else (self.pre_nms_test, self.post_nms_test))
+    propose = functools.partial(post.propose, pre_nms_top_n=pre, post_nms_top_n=post_n,
+                                nms_iou=self.rpn_nms_iou, min_size=self.min_size)
+    boxes, scores, mask = jax.vmap(propose, in_axes=(0, 0, None, 0))(
+        jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas), anchors,
+        jnp.asarray(image_hw, jnp.float32))
+    return {"rpn_logits": logits, "rpn_deltas": deltas, "anchors": anchors,
+            "proposals": boxes, "proposal_scores": scores, "proposal_mask": mask}
+
   def __call__(self, images, *, train: bool = False, image_hw=None,
                sample_rois: Callable | None = None):
     features = {}
@@ -304,16 +321,8 @@ class FasterRCNN(FastRCNN):
     b, h, w = images.shape[:3]
     hw = (jnp.broadcast_to(jnp.asarray([h, w], jnp.float32), (b, 2)) if image_hw is None
           else jnp.asarray(image_hw, jnp.float32))
-    logits, deltas = self.rpn(fmap)
-    anchors = self.anchors(fmap.shape[1:3])
-    pre, post_n = ((self.pre_nms_train, self.post_nms_train) if train
-                   else (self.pre_nms_test, self.post_nms_test))
-    propose = functools.partial(post.propose, pre_nms_top_n=pre, post_nms_top_n=post_n,
-                                nms_iou=self.rpn_nms_iou, min_size=self.min_size)
-    boxes, scores, mask = jax.vmap(propose, in_axes=(0, 0, None, 0))(
-        jax.lax.stop_gradient(logits), jax.lax.stop_gradient(deltas), anchors, hw)
-    outputs = {"rpn_logits": logits, "rpn_deltas": deltas, "anchors": anchors,
-               "proposals": boxes, "proposal_scores": scores, "proposal_mask": mask}
+    outputs = self.propose(fmap, hw, train=train)
+    boxes, mask = outputs["proposals"], outputs["proposal_mask"]
     if sample_rois is None:
       rois, roi_mask = boxes, mask
     else:
