@@ -227,13 +227,16 @@ def decode(model: _Generator, variables, image, *, beam_size: int = 7, max_len: 
     length_normalise: rank by mean log-probability (off in the paper).
 
   Returns:
-    beam_search's Decoded ([B, K, max_len] tokens, best first); with beam_size 1,
-    greedy_search's ([B, max_len]).
+    beam_search's Decoded: tokens int32 [B, K, max_len] (no START; END, then
+    padding), scores [B, K], best first; K = beam_size. With beam_size 1 it runs
+    greedy_search (the same result, tests/test_beam_search.py; no top-k over the
+    vocabulary) and adds the K = 1 axis.
   """
   state = model.apply(variables, image, method="init_state")
   step = lambda s, t: model.apply(variables, s, t, method="step")
   kwargs = dict(start_id=START_ID, end_id=END_ID, max_len=max_len, pad_id=PAD_ID)
   if beam_size == 1:
-    return beam_ops.greedy_search(step, state, image.shape[0], **kwargs)
+    greedy = beam_ops.greedy_search(step, state, image.shape[0], **kwargs)
+    return beam_ops.Decoded(*(x[:, None] for x in greedy))
   return beam_ops.beam_search(step, state, image.shape[0], beam_size=beam_size,
                               length_normalise=length_normalise, **kwargs)
