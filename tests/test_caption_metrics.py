@@ -1,4 +1,4 @@
-"""BLEU / CIDEr-D by hand and the nearest-neighbour baseline (research/eval/caption_metrics.py; issue 17)."""
+"""BLEU, CIDEr-D by hand; the nearest-neighbour baseline (research/eval/caption_metrics.py, #17)."""
 
 import math
 

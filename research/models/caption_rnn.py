@@ -10,8 +10,10 @@ Descriptions", §3.2 (the multimodal RNN):
 x_1 is the START vector, x_t (t > 1) the embedding of word t - 1; the network is
 trained to predict word t (and END after the last word); the image enters as a
 bias at the first step only ("we found that ... it works better" than at every
-step); f = ReLU, hidden size 512. §4: dropout in every layer but the recurrent
-one (here: on the word vectors and on h_t before W_oh).
+step); f = ReLU, hidden size 512. §3.3 (Optimization): "dropout regularization
+in all layers except in the recurrent layers" (here: on the word vectors and on
+h_t before W_oh), gradients clipped elementwise at 5, RMSprop for the generator
+(the training setup is the experiment's).
 
 The LSTM variant (the issue's) follows Vinyals, Toshev, Bengio & Erhan 2015,
 "Show and Tell", §3.1 (eqs. 10-12): the image, projected to the word-vector
@@ -145,7 +147,7 @@ class MultimodalRNN(_Generator):
   def setup(self):
     self._setup_shared(self.hidden)
     self.image_bias = nn.Dense(self.hidden, use_bias=False, name="W_hi")
-    # Orthogonal W_hh keeps ReLU activations from growing or vanishing over the steps.
+    # Orthogonal W_hh (singular values 1): the recurrence neither inflates nor shrinks h at init.
     self.w_hh = self.param("W_hh", nn.initializers.orthogonal(), (self.hidden, self.hidden))
 
   def _image_state(self, features):
