@@ -11,8 +11,7 @@ Attributes of an object (box [ymin, xmin, ymax, xmax] in pixels, S the
 scene's side; undefined near a boundary, so a word is used only where it is
 clear):
 - colour: the hue of the object's tint (`Scene.colours`) named by the bins of
-  COLOURS (a dark orange is brown); within HUE_MARGIN degrees of a bin edge,
-  or between brown and orange, the colour is not named.
+  COLOURS; within HUE_MARGIN degrees of a bin edge the colour is not named.
 - size: "small" if the box's longer side <= 0.18 S (23 px of 128), "large"
   if >= 0.45 S (58 px); neither in between.
 - position of the box centre (cx, cy) / S: "left" cx < 0.3, "right" cx > 0.7,
@@ -76,12 +75,9 @@ GROUP_NOUNS = {**{f"class {c}": nouns for c, nouns in CLASS_NOUNS.items()},
 
 # Hue bins in degrees [lo, hi) (red wraps around 0).
 COLOURS = {"red": (340, 15), "orange": (15, 45), "yellow": (45, 80), "green": (80, 155),
-           "turquoise": (155, 200), "blue": (200, 255), "purple": (255, 295),
-           "pink": (295, 340)}
+           "turquoise": (155, 200), "blue": (200, 255), "purple": (255, 290),
+           "pink": (290, 340)}
 HUE_MARGIN = 6.0
-# Orange tints below this value (HSV's V) look brown; between the two, neither.
-BROWN_BELOW, ORANGE_FROM = 0.72, 0.78
-COLOUR_WORDS = (*COLOURS, "brown")
 SIZE_WORDS = {"small": ("small", "little"), "large": ("large", "big")}
 SMALL, LARGE = 0.18, 0.45
 POSITIONS = {"left": ("on the left",), "right": ("on the right",), "top": ("at the top",),
@@ -123,19 +119,16 @@ class ParseError(ValueError):
 
 def colour_name(rgb) -> str | None:
   """The name of an RGB tint (values in [0, 255]): its hue's COLOURS bin, None
-  within HUE_MARGIN of a bin edge; a dark orange is "brown" (see BROWN_BELOW)."""
+  within HUE_MARGIN of a bin edge. Hue only: the scenes shade each tint by the
+  item's intensity, so one tint is drawn from bright to dark (an orange item
+  has brownish pixels), and their hue is the tint's."""
   r, g, b = (float(v) / 255.0 for v in rgb)
-  hue, _, value = colorsys.rgb_to_hsv(r, g, b)
-  hue *= 360.0
+  hue = 360.0 * colorsys.rgb_to_hsv(r, g, b)[0]
   for name, (lo, hi) in COLOURS.items():
     inside = lo <= hue < hi if lo < hi else (hue >= lo or hue < hi)
     if inside:
       edge = min(abs(hue - lo), abs(hue - hi), 360 - abs(hue - lo), 360 - abs(hue - hi))
-      if edge < HUE_MARGIN:
-        return None
-      if name == "orange" and value < ORANGE_FROM:
-        return "brown" if value < BROWN_BELOW else None
-      return name
+      return name if edge >= HUE_MARGIN else None
   return None
 
 
@@ -265,7 +258,7 @@ class _Reader:
       if self.at < len(self.tokens) and self.tokens[self.at] in _SIZES:
         size = _SIZES[self.tokens[self.at]]
         self.at += 1
-      if self.at < len(self.tokens) and self.tokens[self.at] in COLOUR_WORDS:
+      if self.at < len(self.tokens) and self.tokens[self.at] in COLOURS:
         colour = self.tokens[self.at]
         self.at += 1
       group = self.match(_SINGULAR) or self.fail("a noun")
