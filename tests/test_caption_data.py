@@ -11,7 +11,7 @@ import pytest
 from scipy import ndimage
 import tensorflow_datasets as tfds
 
-from research.data import caption_scenes, captions, scene_builders, scenes
+from research.data import builders, caption_scenes, captions, datasets, scene_builders, scenes
 from research.data import scene_facts as sf
 from research.data import vocab
 
@@ -201,6 +201,19 @@ def test_caption_scenes_have_the_detection_scenes_images_and_the_captions(tiny, 
   v = captions.build_vocabulary(train, min_count=2)
   assert len(train.texts()) == 5 * 24 and 20 < len(v) < 400
   assert all(v.id(w) != vocab.UNK for w in ("a", "photo", "of"))
+  counts = captions.summary(train, min_counts=(2,))
+  assert counts["captions"] == 120 and counts["vocabulary_min_count_2"] == len(v)
+  assert counts["phrases"] == counts["objects"] == sum(
+      len(train.annotation(i).labels) for i in range(24)) > 0
+
+
+def test_the_registered_caption_scenes_are_the_detection_scenes():
+  builder = builders.LOCAL_BUILDERS["caption_scenes"]
+  assert builder.SPLITS == scene_builders.SceneBuilder.SPLITS and builder.SEED == 0
+  assert builder.CONFIG == scene_builders.SceneBuilder.CONFIG
+  ours, theirs = datasets.get("caption_scenes"), datasets.get("detection_scenes")
+  assert (ours.mean, ours.std, ours.image_shape, ours.num_classes, ours.splits) == (
+      theirs.mean, theirs.std, theirs.image_shape, theirs.num_classes, theirs.splits)
 
 
 class _CocoCaptionsLayout(tfds.core.GeneratorBasedBuilder, skip_registration=True):

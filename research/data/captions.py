@@ -202,3 +202,37 @@ def encode_captions(texts, vocabulary: vocab.Vocabulary, max_len: int,
     logging.warning("%s: %d of %d captions are longer than max_len=%d tokens (<start>, words, "
                     "<end>) and were truncated.", what, truncated, len(texts), max_len)
   return tokens, truncated
+
+
+def summary(split: CaptionSplit, min_counts=(1, 5)) -> dict:
+  """Counts over a split's captions (no image decoded): images, captions,
+  words per caption (mean, max), the vocabulary's size (special tokens
+  included) at each of `min_counts`, objects, and objects with a phrase."""
+  texts = split.texts()
+  lengths = np.array([len(vocab.tokenize(t)) for t in texts])
+  return {"images": len(split), "captions": len(texts),
+          "words_per_caption_mean_max": [round(float(lengths.mean()), 2) if len(texts) else 0.0,
+                                         int(lengths.max(initial=0))],
+          **{f"vocabulary_min_count_{m}": len(vocab.Vocabulary.build(texts, m))
+             for m in min_counts},
+          "objects": sum(len(split.annotation(i).labels) for i in range(len(split))),
+          "phrases": sum(len(split.phrases(i)) for i in range(len(split)))}
+
+
+def main(argv):
+  """python -m research.data.captions NAME [SPLIT ...] [--data_dir=DIR]: each
+  split's `summary`, one JSON line per split."""
+  import json
+  from absl import flags
+  if len(argv) < 2:
+    raise SystemExit("Name a captions dataset (and splits), e.g. caption_scenes train test.")
+  for split in argv[2:] or ("train", "validation", "test"):
+    data = open_captions(argv[1], split, flags.FLAGS.data_dir)
+    print(json.dumps({"split": split, **summary(data)}))
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or "
+                      "~/tensorflow_datasets).")
+  app.run(main)
