@@ -219,20 +219,7 @@ def summary(split: CaptionSplit, min_counts=(1, 5)) -> dict:
           "phrases": sum(len(split.phrases(i)) for i in range(len(split)))}
 
 
-def main(argv):
-  """python -m research.data.captions NAME [SPLIT ...] [--data_dir=DIR]: each
-  split's `summary`, one JSON line per split."""
-  import json
-  from absl import flags
-  if len(argv) < 2:
-    raise SystemExit("Name a captions dataset (and splits), e.g. caption_scenes train test.")
-  for split in argv[2:] or ("train", "validation", "test"):
-    data = open_captions(argv[1], split, flags.FLAGS.data_dir)
-    print(json.dumps({"split": split, **summary(data)}))
-
-
 if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or "
-                      "~/tensorflow_datasets).")
-  app.run(main)
+  # python -m research.data.captions NAME [SPLIT ...] [--data_dir=DIR]: each split's
+  # `summary`, one JSON line per split.
+  reader.summaries_main(open_captions, summary, "captions", "caption_scenes")
