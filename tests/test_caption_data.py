@@ -37,12 +37,12 @@ def tiny(tmp_path_factory, data_dir):
   return str(root)
 
 
-def _scenes(data_dir, split, n):
-  """Scenes 0..n-1 of `split`, seed 0, as the detection scenes make them."""
+def _scenes(data_dir, split, n, start=0):
+  """Scenes start..n-1 of `split`, seed 0, as the detection scenes make them."""
   config = scene_builders.SceneBuilder.CONFIG
   pools = {name: scene_builders.open_pool(name, *scene_builders.POOLS[split][name], data_dir)
            for name in scenes.SOURCES}
-  return scene_builders.make_scenes(range(n), scene_builders.SPLIT_NUMBERS[split], 0, pools,
+  return scene_builders.make_scenes(range(start, n), scene_builders.SPLIT_NUMBERS[split], 0, pools,
                                     scenes.load_backgrounds(config.background_short_side), config)
 
 
@@ -290,3 +290,24 @@ def test_an_empty_caption_is_a_one_line_error(tmp_path):
 def test_an_unprepared_coco_captions_says_how_to_get_it(tmp_path):
   with pytest.raises(FileNotFoundError, match="not prepared in"):
     captions.open_captions("coco_captions", "val", str(tmp_path))
+
+
+@pytest.mark.slow
+def test_every_sentence_of_the_full_dataset_is_true(data_dir):
+  """Prepares caption_scenes into the test data_dir (about 4 minutes here, once)
+  and reads back every caption and phrase against its scene."""
+  known, checked = datasets.get("caption_scenes"), 0
+  for split, n in known.splits.items():
+    data = captions.open_captions("caption_scenes", split, data_dir)
+    assert len(data) == n
+    for lo in range(0, n, 500):
+      for i, scene in zip(range(lo, n), _scenes(data_dir, split, min(n, lo + 500), lo)):
+        assert data.captions(i) == caption_scenes.describe(
+            scene, [0, scene_builders.SPLIT_NUMBERS[split], i, 2]).sentences
+        for text in data.captions(i):
+          assert all(sf.holds(scene, f) for f in sf.parse(text)), text
+        for k, phrase in enumerate(data.phrases(i)):
+          (fact,) = sf.parse(phrase)
+          assert sf.matches(scene, k, fact[1]), phrase
+        checked += 1
+  assert checked == sum(known.splits.values())
