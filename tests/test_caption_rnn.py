@@ -1,4 +1,4 @@
-"""The caption generators (research/models/caption_rnn.py; issue 17, Karpathy & Fei-Fei §3.2)."""
+"""The caption generators (research/models/cr.py; issue 17, Karpathy & Fei-Fei §3.2)."""
 
 import functools
 
@@ -181,3 +181,11 @@ def test_bad_inputs_name_the_problem():
     _model("lstm", encoder=cr.ConvEncoder()).init(jax.random.key(0), feats, TOKENS)
   with pytest.raises(ValueError, match="Unknown caption generator 'gru'"):
     cr.get_generator("gru", V)
+
+
+def test_the_generators_token_ids_are_the_vocabularys():
+  # Models may not import data (layer order), so caption_rnn holds the ids as constants.
+  from research.data import vocab
+  v = vocab.Vocabulary.build(["a red cube"], min_count=1)
+  assert v.encode("a", 4).tolist()[:3] == [cr.START_ID, v.encode("a", 4)[1], cr.END_ID]
+  assert vocab.SPECIALS[cr.PAD_ID] == "<pad>" and v.encode("a", 4)[3] == cr.PAD_ID

@@ -16,23 +16,17 @@ scorers that need no Java:
 
 Sentences are tokenised our way, not with the evaluator's PTBTokenizer (Java):
 lowercase, words are runs of [a-z0-9'], all other characters (punctuation)
-dropped. That is the vocabulary's rule (research/data/vocab.py `tokenize`);
-`tokenize` here is a local copy until that module is on this branch.
+dropped: the vocabulary's rule (research/data/vocab.py `tokenize`), so the
+scores count the words the models see.
 """
 
 from collections.abc import Mapping, Sequence
-import re
 
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
-_WORD = re.compile(r"[a-z0-9']+")
-
-
-def tokenize(text: str) -> list[str]:
-  """Lowercased words of `text` (runs of [a-z0-9']); punctuation dropped."""
-  return _WORD.findall(text.lower())
+from research.data.vocab import tokenize
 
 
 def _as_lists(references, candidates):
