@@ -16,6 +16,7 @@ from research import models
 from research.models import captioning as cm
 from research.models import summary
 from research.ops import captioning as co
+from research.train import transfer
 
 VOCAB = 12
 MODEL = cm.AlignmentModel(vocab_size=VOCAB, word_dim=8, hidden=8, embed_dim=16)
@@ -160,6 +161,19 @@ def test_gradients_finite_and_a_few_adam_steps_lower_the_ranking_loss(variables)
     losses.append(float(loss))
   # Measured: 6.09 at the first step, 0.28-0.61 over the last five.
   assert losses[0] > 1.0 and np.mean(losses[-5:]) < 0.25 * losses[0], losses
+
+
+def test_a_detectors_convs_and_fc_layers_fit_the_region_cnn(variables):
+  detector = models.get_model("fast_rcnn_small", num_classes=3)
+  shapes = jax.eval_shape(detector.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  source = jax.tree.map(lambda a: np.full(a.shape, 0.5, a.dtype), shapes["params"])
+  new, copied = transfer.copy_matching(variables["params"], cm.from_detector(source),
+                                       "^image_encoder/(convs|fc)")
+  # Six convs and fc6, fc7, each a kernel and a bias; same shapes or copy_matching refuses.
+  assert len(copied) == 16, copied
+  assert np.all(new["image_encoder"]["fc6"]["kernel"] == 0.5)
+  kept = variables["params"]["image_encoder"]["region_embed"]["kernel"]
+  assert new["image_encoder"]["region_embed"]["kernel"] is kept  # W_m is new.
 
 
 def test_registered_summarised_and_bad_input_refused(variables):

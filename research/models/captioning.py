@@ -248,4 +248,22 @@ class AlignmentModel(nn.Module):
     return scores, {"regions": v, "region_mask": region_mask, "words": s, "word_mask": s_mask}
 
 
+def from_detector(params) -> dict:
+  """A Fast/Faster R-CNN's parameters under AlignmentModel's names, for
+  research/train/transfer.copy_matching (include_regex "^image_encoder/"): its
+  shared convs and fc6, fc7 become the region CNN (§3.1.1: the paper's CNN is
+  an R-CNN fine-tuned for detection). Same backbone and crop_size = the
+  backbone's stride x RoI grid x k, so every copied shape agrees; the detector's
+  cls_score, bbox_pred and RPN are left out, and W_m (region_embed) is new.
+
+  Args:
+    params: the "params" collection of a FastRCNN / FasterRCNN (without svd_ranks).
+
+  Returns:
+    {"image_encoder": {"convs": ..., "fc6": ..., "fc7": ...}} (the same arrays).
+  """
+  head = {k: v for k, v in params["head"].items() if k.startswith("fc")}
+  return {"image_encoder": {"convs": params["convs"], **head}}
+
+
 MODELS = {"alignment": AlignmentModel}
