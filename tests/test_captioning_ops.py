@@ -73,6 +73,10 @@ def test_alignment_scores_match_a_loop():
   ours = jax.jit(co.alignment_scores)(v, vm, s, sm)
   assert ours.shape == (3, 5) and ours.dtype == jnp.float32
   np.testing.assert_allclose(ours, _loop_scores(v, vm, s, sm), rtol=1e-5, atol=1e-5)
+  # Two sentences at a time (the last chunk one): the same scores.
+  chunked = jax.jit(co.alignment_scores, static_argnames="sentence_chunk")(v, vm, s, sm,
+                                                                           sentence_chunk=2)
+  np.testing.assert_allclose(chunked, ours, rtol=1e-6, atol=1e-6)
 
 
 def test_padded_regions_and_words_change_no_score():

@@ -19,13 +19,12 @@ import numpy as np
 
 
 def alignment_scores(regions: jax.Array, region_mask: jax.Array, words: jax.Array,
-                     word_mask: jax.Array) -> jax.Array:
+                     word_mask: jax.Array, sentence_chunk: int | None = None) -> jax.Array:
   """The image-sentence scores of §3.1.3 eq. 8: S_kl = sum_t max_i v_i^T s_t.
 
   Every word of sentence l is aligned to its best region of image k; padded
   regions (mask 0) never win the max and padded words (mask 0) add 0, so
-  padding either changes nothing. Memory: K x L x R x T float32 (score a large
-  test set in chunks of sentences).
+  padding either changes nothing.
 
   Args:
     regions: float [K, R, D], the region embeddings v of K images.
@@ -33,13 +32,22 @@ def alignment_scores(regions: jax.Array, region_mask: jax.Array, words: jax.Arra
       least one (the whole image always is one), else its scores are -inf.
     words: float [L, T, D], the word embeddings s of L sentences.
     word_mask: float or bool [L, T], 1 for real words.
+    sentence_chunk: static; None scores all pairs at once (memory K x L x R x T
+      float32, right for a training batch); n scores n sentences at a time
+      (K x n x R x T), for a test set of images against all its sentences.
 
   Returns:
     float32 [K, L]: row k the image, column l the sentence.
   """
-  dots = jnp.einsum("krd,ltd->klrt", regions.astype(jnp.float32), words.astype(jnp.float32))
-  best = jnp.max(jnp.where(region_mask[:, None, :, None] > 0, dots, -jnp.inf), axis=2)  # [K, L, T]
-  return jnp.sum(jnp.where(word_mask[None] > 0, best, 0.0), axis=-1)
+  def scores(words, word_mask):
+    dots = jnp.einsum("krd,ltd->klrt", regions.astype(jnp.float32), words.astype(jnp.float32))
+    best = jnp.max(jnp.where(region_mask[:, None, :, None] > 0, dots, -jnp.inf), axis=2)
+    return jnp.sum(jnp.where(word_mask[None] > 0, best, 0.0), axis=-1)  # [K, L]
+
+  if sentence_chunk is None:
+    return scores(words, word_mask)
+  one = lambda wm: scores(wm[0][None], wm[1][None])[:, 0]  # noqa: E731  [K]
+  return jax.lax.map(one, (words, word_mask), batch_size=sentence_chunk).T
 
 
 def ranking_loss(scores: jax.Array, margin: float = 1.0, reduction: str = "sum") -> jax.Array:
