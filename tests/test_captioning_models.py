@@ -186,8 +186,9 @@ def test_registered_summarised_and_bad_input_refused(variables):
   big = summary.summarize(cm.AlignmentModel(vocab_size=VOCAB, crop_size=64), (*IMAGE_HW, 3))
   fc6 = next(r for r in big.rows if r.path == "image_encoder/fc6")
   assert "image_encoder/pool" in big.table() and fc6.params == 4 * 4 * 128 * 256 + 256
-  with pytest.raises(ValueError, match="crop_size=40: .* give a multiple of 32"):
-    cm.AlignmentModel(vocab_size=VOCAB, crop_size=40).init(jax.random.key(0), *_batch()[:2])
+  for bad in (40, 16):
+    with pytest.raises(ValueError, match=f"crop_size={bad}: .* give a multiple of 32"):
+      cm.AlignmentModel(vocab_size=VOCAB, crop_size=bad).init(jax.random.key(0), *_batch()[:2])
   images, tokens, regions, mask = _batch()
   with pytest.raises(ValueError, match="must be int"):
     MODEL.apply(variables, images, tokens.astype(jnp.float32), regions, mask)

@@ -123,7 +123,8 @@ def pooled_grid(backbone: str, crop_size: int) -> int:
   """
   spec = backbone_spec(backbone)
   cells = crop_size // spec.stride
-  if crop_size % spec.stride or cells % spec.roi_size[0] or cells % spec.roi_size[1]:
+  if (crop_size % spec.stride or cells < max(spec.roi_size) or cells % spec.roi_size[0]
+      or cells % spec.roi_size[1]):
     good = spec.stride * spec.roi_size[0]
     raise ValueError(f"crop_size={crop_size}: the {backbone!r} backbone (stride {spec.stride}) "
                      f"pools each crop to {spec.roi_size[0]} x {spec.roi_size[1]} cells; give a "
