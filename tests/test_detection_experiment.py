@@ -26,7 +26,8 @@ SCENES_MEAN, SCENES_STD = (0.4667, 0.3944, 0.3717), (0.2479, 0.2129, 0.2174)
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
         "eval_batch_size": 8, "objective.num_rois": 16, "optimizer.warmup_steps": 0,
         "model.kwargs.pre_nms_train": 300, "model.kwargs.post_nms_train": 48,
-        "model.kwargs.pre_nms_test": 300, "model.kwargs.post_nms_test": 32}
+        "model.kwargs.pre_nms_test": 300, "model.kwargs.post_nms_test": 32,
+        "timed_images": 2, "recall_images": 4}
 
 
 def load():
@@ -180,6 +181,11 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   report = open(os.path.join(killed, "report.md")).read()
   assert "VOC07 mAP@0.5" in report and "69.9% mAP" in report
   assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
+  assert os.path.getsize(os.path.join(killed, load().RECALL_FIGURE)) > 10_000
+  final = json.load(open(os.path.join(killed, "metrics.json")))
+  assert 0 < final["train_time_s"] < final["wall_time_s"]
+  assert 0 < final["test/proposal_seconds_per_image"] < final["test/seconds_per_image"]
+  assert final["test/recall_images"] == 4 and "Recall of the first 4 test images" in report
 
   result = _run(straight, scenes, cache, report=False)
   assert result.returncode == 0, result.stderr[-3000:]
