@@ -65,6 +65,7 @@ import os
 import signal
 import time
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -75,7 +76,7 @@ from research.eval import detection_plots
 from research.models import rcnn as rcnn_model
 from research.report import Claim
 from research.train import (bbox_regression, checkpoint, config as config_lib, detection_metrics,
-                            rcnn, svm, trainer)
+                            metrics as metrics_lib, rcnn, svm, trainer)
 
 PAPER_MAP_BB, PAPER_MAP_NO_BB = 0.585, 0.542  # Table 1, VOC 2007 test, CaffeNet fine-tuned.
 FIGURE = "detections.png"
@@ -245,6 +246,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     trained = svm.train_svms(feats["fc7"].astype(np.float32), labels[:, trained_classes],
                              rounds=r.svm_rounds, initial_negatives=r.svm_initial_negatives,
                              c=r.svm_c, seed=config.seed)
+    logging.info("SVMs: %d classes on %d regions in %.0f s; final caches %s", len(trained.bias),
+                 len(labels), time.perf_counter() - start, [h[-1]["cache"] for h in trained.history])
     weights = np.zeros((trained.weights.shape[0], num_classes), np.float32)
     bias = np.full((num_classes,), NEVER, np.float32)
     weights[:, trained_classes], bias[trained_classes] = trained.weights, trained.bias
@@ -275,11 +278,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         fc7_size, chunk=r.chunk, nms_iou=r.nms_iou, score_threshold=r.score_threshold)
     detector.warm_up(test_examples[0].image, [len(b) for b in test_boxes])
     with_bb, without, seconds = [], [], []
-    for e, boxes in zip(test_examples, test_boxes):
+    progress = metrics_lib.Progress(len(test_examples), 1, 0)
+    for i, (e, boxes) in enumerate(zip(test_examples, test_boxes), start=1):
       a, b = detector.detect(e.image, boxes)
       with_bb.append(a)
       without.append(b)
       seconds.append(detector.last_seconds)
+      if i % max(1, len(test_examples) // 10) == 0 or i == len(test_examples):
+        logging.info("detection: %s", progress.line(i, {"s/image": np.mean(seconds)}))
     return {**{f"bb_{k}": v for k, v in _flat(with_bb).items()},
             **{f"plain_{k}": v for k, v in _flat(without).items()},
             "seconds": np.asarray(seconds)}
