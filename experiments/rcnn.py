@@ -42,7 +42,21 @@ Command:
 
   python launch.py --config=experiments/rcnn.py --workdir=runs/rcnn
 
-Runtime and result: see results/rcnn/ (filled in after the default run).
+Runtime and result (2026-11-29, 2 cores shared with other runs, load average
+13-15): 58 min from start to report (about 15 min of CPU time), of which
+selective search for 1,700 scenes 12 min (the 500 test scenes' proposals
+were already in the shared cache, from the Fast R-CNN run), fine-tuning 18
+min (1,092 s;
+held-out window accuracy 0.80 over K + 1 classes, 0.75 for always
+background), features of the 133,595 regions of 1,000 training scenes 218 s,
+SVMs 679 s, regressors 6 s (train_time_s 1,994 s), testing 500 scenes 13 min.
+Test VOC07 mAP@0.5 28.5% with box regression and 28.5% without (28.47 vs
+28.51); COCO AP 0.181 with, 0.166 without (AP50 0.275, AP75 0.211); 2.01 s
+per test image (0.50 s of it selective search, 127 proposals per image) on
+the loaded machine (results/rcnn/). The detection claim (>= 25% mAP, set
+before the run) holds; box regression raising mAP@0.5 does not (see the
+report's note: the SVM scores all lie in [-1, -0.39], C = 0.001 on 256-d
+features, and the score > -1 cut caps recall).
 
 Arguments (`--config=experiments/rcnn.py:ARG`):
   (none)  alexnet_small on detection_scenes, as above.
@@ -80,6 +94,9 @@ from research.train import (bbox_regression, checkpoint, config as config_lib, d
 
 PAPER_MAP_BB, PAPER_MAP_NO_BB = 0.585, 0.542  # Table 1, VOC 2007 test, CaffeNet fine-tuned.
 FIGURE = "detections.png"
+# Detections drawn in the figure. Our SVMs' scores stay below 0 (C = 0.001 on 256-d
+# features shrinks w; the default run's best were about -0.4), so 0 would draw none.
+FIGURE_SCORE = -0.9
 NEVER = -1e4  # The SVM bias of a class without training regions: below any threshold.
 # Fault injection for the resume test: SIGKILL this process after this stage is saved.
 _KILL_AFTER_STAGE_ENV = "RESEARCH_TEST_SIGKILL_AFTER_STAGE"
@@ -109,14 +126,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.kwargs = ml_collections.ConfigDict(models.default_kwargs(
         "alexnet_small", widths=(16, 32, 48, 48, 32), groups=(1,) * 5, lrn=False,
         fc_width=256))
-    config.num_epochs, config.total_steps = 0.0, 1200
-    config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.eval_every_steps = 0
-    config.checkpoint_every_steps = 250
-    config.log_every_steps = 50
+    config = config_lib.override(config, {
+        "num_epochs": 0.0, "total_steps": 1200, "optimizer.name": "adam",
+        "optimizer.learning_rate": 1e-3, "optimizer.schedule": "cosine",
+        "optimizer.warmup_steps": 100, "eval_every_steps": 0, "checkpoint_every_steps": 250,
+        "log_every_steps": 50})
   elif arg == "voc07":
     config.data.name = "voc/2007"
     config.data.train_split = "train+validation"  # VOC 2007 trainval, 5,011 images.
@@ -128,16 +142,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     r.train_images = r.svm_images = r.test_images = 0  # 0: all.
     r.finetune_eval_images = 500
     r.chunk = 128
-    config.num_epochs, config.total_steps = 0.0, 40_000
-    config.optimizer.name = "sgd"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 5e-4
-    config.optimizer.schedule = "step"
-    config.optimizer.boundaries = (0.75,)
-    config.optimizer.decay_factor = 0.1
-    config.eval_every_steps = 10_000
-    config.checkpoint_every_steps = 2_000
+    # §2.3: SGD at 0.001; momentum and weight decay as Caffe's ImageNet recipe; 40k
+    # iterations with a 10x drop at 30k is our schedule (the paper gives none).
+    config = config_lib.override(config, {
+        "num_epochs": 0.0, "total_steps": 40_000, "optimizer.name": "sgd",
+        "optimizer.learning_rate": 1e-3, "optimizer.momentum": 0.9,
+        "optimizer.weight_decay": 5e-4, "optimizer.schedule": "step",
+        "optimizer.boundaries": (0.75,), "optimizer.decay_factor": 0.1,
+        "eval_every_steps": 10_000, "checkpoint_every_steps": 2_000})
   else:
     raise ValueError(f"Unknown argument {arg!r} for experiments/rcnn.py; use '' or 'voc07'.")
   config.arg = arg or ""
@@ -322,9 +334,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     k = min(r.figure_images, n)
     detection_plots.scene_grid(
         test_examples[:k], test_split.class_names, os.path.join(workdir, FIGURE),
-        detections=with_bb[:k], score_threshold=0.0,
+        detections=with_bb[:k], score_threshold=FIGURE_SCORE,
         title=f"R-CNN on {data.name}[{data.eval_split}]: ground truth (solid), detections "
-              "with SVM score > 0 (dashed)")
+              f"with SVM score >= {FIGURE_SCORE} (dashed)")
   return metrics
 
 
@@ -391,4 +403,15 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
            "ImageNet pre-training): the paper's numbers are for orientation, not a comparison."
            if config.arg != "voc07" else "")
   figure = f"![detections]({FIGURE})" if "test/mAP" in metrics else ""
+  if "test/mAP" in metrics and metrics["test/mAP"] <= metrics["test/mAP_no_bbox_regression"]:
+    scale += (
+        f"\n\nBox regression does not raise mAP@0.5 here ({metrics['test/mAP']:.1%} with, "
+        f"{metrics['test/mAP_no_bbox_regression']:.1%} without), while COCO's AP over IoU "
+        f"0.5:0.95 moves from {metrics['test/coco_AP_no_bbox_regression']:.3f} to "
+        f"{metrics['test/coco_AP']:.3f}. Likely reasons: selective search's boxes on these "
+        "scenes (flat backgrounds, sharp objects) already reach IoU 0.5 where the class is "
+        "right, so tighter boxes change few matches at 0.5 and more at stricter IoUs; and "
+        f"detections need an SVM score > {config.rcnn.score_threshold} (the margin), which "
+        "caps recall equally with and without the regressors (R-CNN's test code keeps the "
+        "best-scoring detections whatever their score).")
   return "\n".join(table) + f"\n\n{scale}\n\n{figure}\n"
