@@ -68,7 +68,6 @@ from research.data import detection_inputs
 from research.eval import detection_plots
 from research.errors import require
 from research.models import detection as detection_models
-from research.models import detection_postprocess as post
 from research.report import Claim, NotMeasured, compared_run
 from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import fast_rcnn as objective_lib
@@ -86,48 +85,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.compare = ml_collections.ConfigDict({name: "" for name in COMPARED})
   config.timed_images = 100      # Test images timed one at a time (after compilation).
   if not arg:
-    config.data.name = "detection_scenes"
-    config.data.eval_split = "test"
-    config.model.name = "fast_rcnn_small"
-    o.scale = o.max_size = 128  # The scenes as stored.
-    o.num_rois = 64
+    region_detection.scenes_setting(config, "fast_rcnn_small")
     o.train_examples = 2000
     o.num_proposals = 512       # Selective search finds at most a few hundred boxes per scene.
     config.svd_ranks = (64, 16)
-    config.batch_size = 4
-    config.eval_batch_size = 50
-    config.num_epochs, config.total_steps = 0.0, 3000
-    config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.eval_every_steps = 1000
-    config.checkpoint_every_steps = 250
-    config.log_every_steps = 50
   elif arg == "voc07":
-    config.data.name = "voc/2007"
-    config.data.train_split = "train+validation"  # VOC 2007 trainval, 5,011 images.
-    config.data.eval_split = "test"
-    config.model.name = "fast_rcnn_vgg16"
-    o.scale, o.max_size = 600, 1000
-    o.num_rois = 64
+    # 2 images x 64 RoIs per mini-batch; 0.001 for 30k mini-batches, 0.0001 for 10k.
+    region_detection.voc07_setting(config, "fast_rcnn_vgg16", total_steps=40_000,
+                                   batch_size=2, num_rois=64)
     o.train_examples = 0
     o.num_proposals = 2000
     o.proposals.resize_width = 500  # R-CNN's selective search code runs at 500 px wide.
     config.svd_ranks = (1024, 256)
-    config.batch_size = 2
-    config.eval_batch_size = 1
-    config.num_epochs, config.total_steps = 0.0, 40_000
-    config.optimizer.name = "sgd"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 5e-4
-    config.optimizer.schedule = "step"
-    config.optimizer.boundaries = (0.75,)  # 30k of 40k.
-    config.optimizer.decay_factor = 0.1
-    config.freeze = "^convs/conv[12]_"
-    config.eval_every_steps = 10_000
-    config.checkpoint_every_steps = 5_000
   else:
     raise ValueError(f"Unknown argument {arg!r} for experiments/fast_rcnn.py; use '' or "
                      "'voc07'.")
@@ -222,36 +191,20 @@ def compared_metrics(config, workdir: str) -> dict:
 
 def draw_detections(config, state, path: str, num: int = 8) -> str:
   """The first `num` test images with ground truth and detections (score >= 0.5)."""
-  split = _test_split(config)
-  num = min(num, len(split))
-  objective = objective_lib.Objective(config, split, 1, os.path.dirname(path))
-  out = jax.device_get(jax.jit(objective.eval_step)(state, next(split.eval_batches(num))))
-  dets = [{**d, "boxes": d["boxes"] / float(out["scale"][i])}
-          for i, d in enumerate(post.to_host(out["detections"]))]
-  return detection_plots.scene_grid(split.examples(num), split.class_names, path,
-                                    detections=dets, title=f"{config.data.name}"
-                                    f"[{config.data.eval_split}]: ground truth (solid), "
-                                    "detections (dashed)")
+  objective = objective_lib.Objective(config, _test_split(config), 1, os.path.dirname(path))
+  return detection_plots.detector_figure(
+      objective.eval_step, state, objective.train_data, path, num=num,
+      title=f"{config.data.name}[{config.data.eval_split}]: ground truth (solid), "
+            "detections (dashed)")
 
 
-def _versus(name: str, key: str, ours: str, ratio: bool):
-  """A measure: ours / theirs (ratio=False: ours - theirs) of `key`, or NotMeasured."""
+def _versus(name: str, combine):
+  """A measure combine(m, theirs) of the metrics m and experiment `name`'s ("<name>/<key>"
+  lookups through theirs(key)); NotMeasured when its metrics.json was not read."""
   def measure(m):
-    theirs = m.get(f"{name}/{key}")
-    if theirs is None:
+    if not any(k.startswith(f"{name}/") for k in m):
       raise NotMeasured(f"run experiments/{name}.py into {m.get(f'compare/{name}', name)} first")
-    return theirs / m[ours] if ratio else m[ours] - theirs
-  return measure
-
-
-def _network_seconds(name: str):
-  """R-CNN's detection seconds per image without its proposals (Table 4 excludes them)."""
-  def measure(m):
-    total = m.get(f"{name}/test/seconds_per_image")
-    if total is None:
-      raise NotMeasured(f"run experiments/{name}.py into {m.get(f'compare/{name}', name)} first")
-    return (total - m[f"{name}/test/proposal_seconds_per_image"]) / m[
-        "test/svd/network_seconds_per_image"]
+    return combine(m, lambda key: m[f"{name}/{key}"])
   return measure
 
 
@@ -294,7 +247,7 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
       Claim(source="Girshick 2015, Table 4",
             statement="Fast R-CNN trains faster than R-CNN (all training stages).",
             paper="9x (9.5 h vs 84 h, VGG16)",
-            measure=_versus("rcnn", "train_time_s", "train_time_s", ratio=True),
+            measure=_versus("rcnn", lambda m, rcnn: rcnn("train_time_s") / m["train_time_s"]),
             check=lambda r: r > 1.0,
             check_text="R-CNN's train_time_s / ours > 1",
             fmt="{:.1f}x"),
@@ -302,14 +255,17 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
             statement="Fast R-CNN (with truncated SVD) tests much faster than R-CNN, proposal "
                       "time excluded.",
             paper="213x (0.32 s vs 47.0 s per image, VGG16, K40)",
-            measure=_network_seconds("rcnn"),
+            # Table 4's test rates exclude the proposals: R-CNN's total minus its proposals.
+            measure=_versus("rcnn", lambda m, rcnn: (
+                rcnn("test/seconds_per_image") - rcnn("test/proposal_seconds_per_image"))
+                / m["test/svd/network_seconds_per_image"]),
             check=lambda r: r >= 10.0,
             check_text="R-CNN's seconds per image / ours >= 10 (both without proposals)",
             fmt="{:.0f}x"),
       Claim(source="Girshick 2015, Table 4",
             statement="... at similar or better mAP.",
             paper="66.9% vs 66.0% mAP (+0.9 points)",
-            measure=_versus("rcnn", "test/mAP", "test/mAP", ratio=False),
+            measure=_versus("rcnn", lambda m, rcnn: m["test/mAP"] - rcnn("test/mAP")),
             check=lambda d: d >= -0.01,
             check_text="ours - R-CNN's mAP >= -1 point",
             fmt="{:+.1%}")]

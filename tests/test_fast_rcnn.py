@@ -1,12 +1,8 @@
 """Fast R-CNN (issue 16): proposals in the batches, truncated SVD at full rank, the comparison
 claims, and experiments/fast_rcnn.py end to end on tiny scenes with resume after SIGKILL."""
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -15,16 +11,12 @@ import pytest
 
 from research import models
 from research.data import detection_inputs, proposals
-from research.errors import ConfigError
-from research.launch import experiment
 from research.models import detection as detection_models
 from research.models import detection_postprocess as post
 from research.report import evaluate_claims
-from research.train import checkpoint, trainer
-from research.train.objectives import fast_rcnn as objective_lib
-from tests.conftest import ROOT, final_params
-from tests.test_detection_data import _build, _scenes_root
-from tests.test_detection_experiment import SCENES_MEAN, SCENES_STD
+from research.train import checkpoint
+from tests import detection_runs
+from tests.test_detection_experiment import scenes  # noqa: F401 (the tiny scenes fixture)
 
 # Seconds, not minutes: 4 steps, 16 RoIs per image, 64 proposal slots, 2 timed images.
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
@@ -33,27 +25,11 @@ TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
 
 
 def load():
-  spec = importlib.util.spec_from_file_location(
-      "fast_rcnn_experiment", os.path.join(ROOT, "experiments", "fast_rcnn.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return detection_runs.load("fast_rcnn")
 
 
 def tiny_config(data_root: str, **overrides):
-  from research.train import config as config_lib
-  config = load().get_config()
-  config.data.name, config.data.data_dir = "scenes_tiny", data_root
-  config.data.mean, config.data.std = SCENES_MEAN, SCENES_STD
-  return config_lib.override(config, {**TINY, **overrides})
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory, data_dir):
-  """The data_dir of the tiny scenes (24 train, 8 test, 128 px)."""
-  root = _scenes_root(tmp_path_factory, data_dir, "fast_rcnn")
-  _build(root)
-  return str(root)
+  return detection_runs.scenes_config("fast_rcnn", data_root, TINY, **overrides)
 
 
 class _Flip:
@@ -148,11 +124,7 @@ def test_comparison_claims_read_the_sibling_metrics_json_and_say_not_measured_wi
 ])
 def test_bad_configs_stop_before_any_work_with_one_line(tmp_path, overrides, match):
   config = tiny_config(str(tmp_path / "no_data"), **overrides)
-  workdir = tmp_path / "run"
-  with pytest.raises(ConfigError, match=match) as e:
-    experiment.run_experiment(load(), config, str(workdir), command="test")
-  assert "\n" not in str(e.value)
-  assert not workdir.exists() or not os.listdir(workdir)
+  detection_runs.assert_stops_before_work(load(), config, tmp_path / "run", match)
 
 
 def test_both_configs_validate():
@@ -166,32 +138,12 @@ def test_both_configs_validate():
 
 # --- End to end: train, evaluate, time, report, resume after SIGKILL ---------------------
 
-_RUN_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
-    from research.launch import experiment
-    from research.train import trainer
-    from tests.test_fast_rcnn import load, tiny_config
-    if {report!r}:
-      experiment.run_experiment(load(), tiny_config({data!r}), {workdir!r}, command="test")
-    else:
-      trainer.train(tiny_config({data!r}), {workdir!r})
-""")
-
-
-def _run(workdir, data, cache, *, report=True, kill_at=None):
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-  if kill_at is not None:
-    env[trainer._KILL_AT_STEP_ENV] = str(kill_at)
-  script = _RUN_SCRIPT.format(root=ROOT, data=data, workdir=workdir, report=report)
-  return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                        cwd=ROOT)
+_MODULE = "tests.test_fast_rcnn"  # Its load() and tiny_config(), for the runs.
 
 
 def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
-  result = _run(killed, scenes, cache, kill_at=3)
+  result = detection_runs.run(_MODULE, killed, scenes, cache, kill_at=3)
   assert result.returncode == -9, result.stderr[-3000:]
   assert checkpoint.load_arrays(killed)[0] == 2
   stored = os.path.join(scenes, "proposals", "scenes_tiny")
@@ -199,7 +151,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
              for d, _, files in os.walk(stored) for f in files}
   assert len(entries) == 24 + 8  # Every train and test scene, computed before training.
 
-  result = _run(killed, scenes, cache)  # Resumes, evaluates, times, reports.
+  result = detection_runs.run(_MODULE, killed, scenes, cache)  # Resumes, times, reports.
   assert result.returncode == 0, result.stderr[-3000:]
   assert {p: os.path.getmtime(p) for p in entries} == entries  # The cache was reused.
   metrics = json.load(open(os.path.join(killed, "metrics.json")))
@@ -216,9 +168,4 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert f"not measured: run experiments/rcnn.py into {tmp_path / 'rcnn'} first" in report
   assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
 
-  result = _run(straight, scenes, cache, report=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  step_a, params_a = final_params(straight)
-  step_b, params_b = final_params(killed)
-  assert step_a == step_b == 4
-  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)  # Bit for bit.
+  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes, cache)

@@ -94,6 +94,58 @@ def validate_head_config(config, defaults: ml_collections.ConfigDict, model_clas
   return model
 
 
+def scenes_setting(config, model_name: str) -> None:
+  """Sets config (in place) to the detectors' CPU-scale default: `model_name` on the
+  128 px detection_scenes as stored (scale = max_size = 128), 64 RoIs per image, 4
+  images per batch, 3,000 steps of Adam at 1e-3 (cosine, 100 warm-up steps),
+  evaluated on the 1,000 test scenes every 1,000 steps. Fast and Faster R-CNN's
+  defaults share it, so the two compare."""
+  o = config.objective
+  config.data.name = "detection_scenes"
+  config.data.eval_split = "test"
+  config.model.name = model_name
+  o.scale = o.max_size = 128  # The scenes as stored.
+  o.num_rois = 64
+  config.batch_size = 4
+  config.eval_batch_size = 50
+  config.num_epochs, config.total_steps = 0.0, 3000
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "cosine"
+  config.optimizer.warmup_steps = 100
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 250
+  config.log_every_steps = 50
+
+
+def voc07_setting(config, model_name: str, *, total_steps: int, batch_size: int,
+                  num_rois: int) -> None:
+  """Sets config (in place) to the papers' VGG16 setting on PASCAL VOC 2007 (TFDS
+  `voc/2007`, prepared by the user): trainval to train, test to evaluate, shorter
+  side 600 (longest <= 1000); SGD, momentum 0.9, weight decay 0.0005, learning rate
+  0.001 for the first 3/4 of total_steps, then 0.0001; conv1_1 to conv2_2 frozen."""
+  o = config.objective
+  config.data.name = "voc/2007"
+  config.data.train_split = "train+validation"  # VOC 2007 trainval, 5,011 images.
+  config.data.eval_split = "test"
+  config.model.name = model_name
+  o.scale, o.max_size = 600, 1000
+  o.num_rois = num_rois
+  config.batch_size = batch_size
+  config.eval_batch_size = 1
+  config.num_epochs, config.total_steps = 0.0, total_steps
+  config.optimizer.name = "sgd"
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.schedule = "step"
+  config.optimizer.boundaries = (0.75,)  # 60k of 80k (Faster), 30k of 40k (Fast).
+  config.optimizer.decay_factor = 0.1
+  config.freeze = "^convs/conv[12]_"
+  config.eval_every_steps = 10_000
+  config.checkpoint_every_steps = 5_000
+
+
 def pixels_in(images, image_hw, mean, std):
   """Standardised float32 images, zero beyond each image's (height, width): the
   padding then adds nothing to the convolutions, as the papers' zero-padded blobs."""

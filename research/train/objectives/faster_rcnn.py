@@ -47,7 +47,6 @@ import ml_collections
 
 from research.errors import require
 from research.models import detection as detection_models
-from research.models import detection_postprocess as post  # noqa: F401 (experiments read it)
 from research.ops import anchors as anchor_ops
 from research.ops import detection_losses, detection_targets
 from research.train import region_detection
