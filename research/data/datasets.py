@@ -62,6 +62,10 @@ _DATASETS = (
             (128, 128, 3), 20, {"train": 5_000, "validation": 1_000, "test": 1_000},
             "measured on the 5,000 training scenes (research/data/scene_builders.py; "
             "tests/test_detection_data.py's slow test checks them)"),
+    Dataset("caption_scenes", (0.4667, 0.3944, 0.3717), (0.2479, 0.2129, 0.2174),
+            (128, 128, 3), 20, {"train": 5_000, "validation": 1_000, "test": 1_000},
+            "detection_scenes' images (research/data/caption_scenes.py; "
+            "tests/test_caption_data.py checks the images are the same)"),
     Dataset("voc", _IMAGENET_MEAN, _IMAGENET_STD, (None, None, 3), 20,
             {"train": 2_501, "validation": 2_510, "test": 4_952},
             "ImageNet's, as for backbones pretrained on it (splits: VOC 2007, TFDS's default)"),

@@ -337,20 +337,7 @@ def summary(split: DetectionSplit) -> dict:
           "objects_of_a_class_min_max": [int(per_class.min()), int(per_class.max())]}
 
 
-def main(argv):
-  """python -m research.data.detection NAME [SPLIT ...] [--data_dir=DIR]: each
-  split's `summary`, one JSON line per split."""
-  import json
-  from absl import flags
-  if len(argv) < 2:
-    raise SystemExit("Name a detection dataset (and splits), e.g. detection_scenes train test.")
-  for split in argv[2:] or ("train", "validation", "test"):
-    data = open_detection(argv[1], split, flags.FLAGS.data_dir)
-    print(json.dumps({"split": split, **summary(data)}))
-
-
 if __name__ == "__main__":
-  from absl import app, flags
-  flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or "
-                      "~/tensorflow_datasets).")
-  app.run(main)
+  # python -m research.data.detection NAME [SPLIT ...] [--data_dir=DIR]: each split's
+  # `summary`, one JSON line per split.
+  reader.summaries_main(open_detection, summary, "detection", "detection_scenes")

@@ -134,3 +134,22 @@ def decode(source, info, *, chunk: int = 4096, what: str = "",
   else:
     stacked = np.concatenate(images)
   return ArraySplit(stacked, np.concatenate(labels), class_names(info, label_key))
+
+
+def summaries_main(open_split, summarize, what: str, example: str) -> None:
+  """The command line `python -m <module> NAME [SPLIT ...] [--data_dir=DIR]`:
+  one JSON line `{"split": ..., **summarize(open_split(NAME, SPLIT, data_dir))}`
+  per split (default train, validation, test). what, example: the kind of
+  dataset and a dataset's name, for the usage line."""
+  import json
+  from absl import app, flags
+  data_dir = flags.DEFINE_string("data_dir", None, "TFDS data_dir (default $TFDS_DATA_DIR or "
+                                 "~/tensorflow_datasets).")
+
+  def main(argv):
+    if len(argv) < 2:
+      raise SystemExit(f"Name a {what} dataset (and splits), e.g. {example} train test.")
+    for split in argv[2:] or ("train", "validation", "test"):
+      print(json.dumps({"split": split, **summarize(open_split(argv[1], split,
+                                                                 data_dir.value))}))
+  app.run(main)

@@ -97,10 +97,14 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       for i, scene in zip(range(lo, min(n, lo + _CHUNK)),
                           make_scenes(range(lo, min(n, lo + _CHUNK)), number, self.SEED,
                                       sources, backgrounds, config)):
-        yield i, example(scene, f"{split}_{i:06d}.png")
+        yield i, self._example(scene, split, i)
       done = min(n, lo + _CHUNK)
-      logging.info("detection scenes %s: %d / %d (%.0f scenes/s)", split, done, n,
+      logging.info("%s %s: %d / %d (%.0f scenes/s)", self.name, split, done, n,
                    done / max(time.time() - start, 1e-9))
+
+  def _example(self, scene: scenes.Scene, split: str, index: int) -> dict:
+    """Scene `index` of `split` as this builder's example (subclasses change the layout)."""
+    return example(scene, f"{split}_{index:06d}.png")
 
 
 def open_pool(name: str, source_split: str, first: int, end: int, data_dir: str):
@@ -154,17 +158,18 @@ def example(scene: scenes.Scene, filename: str) -> dict:
 
 
 def make_scene_builder(name: str = "detection_scenes", *, splits=None, seed: int = 0,
-                       **config) -> type:
+                       base: type = SceneBuilder, **config) -> type:
   """A scenes builder class: `splits` {split: count} (a subset of train,
-  validation, test; default SceneBuilder.SPLITS), `seed`, SceneConfig fields."""
+  validation, test; default SceneBuilder.SPLITS), `seed`, SceneConfig fields;
+  `base`: SceneBuilder or a subclass (the captioned scenes' layout)."""
   splits = dict(splits or SceneBuilder.SPLITS)
   unknown = set(splits) - set(POOLS)
   if unknown:
     raise ValueError(f"splits={splits}: unknown split(s) {sorted(unknown)}; "
                      f"choose from {sorted(POOLS)}.")
   attrs = {"name": name, "SPLITS": splits, "SEED": seed, "CONFIG": scenes.SceneConfig(**config),
-           "__module__": __name__, "__doc__": f"Detection scenes {name!r}, seed {seed}."}
-  return type(name, (SceneBuilder,), attrs, skip_registration=True)
+           "__module__": base.__module__, "__doc__": f"Scenes {name!r}, seed {seed}."}
+  return type(name, (base,), attrs, skip_registration=True)
 
 
 DetectionScenes = make_scene_builder()

@@ -89,6 +89,9 @@ class Scene:
     of each object's visible pixels.
   labels: int32 [K] in [0, 20); truncated: bool [K] (mask partly off-frame).
   items: ((source name, index in its pool), ...) per object.
+  colours: float32 [K, 3], each object's tint (RGB in [0, 255], before the
+    item's own intensity shades it), for the captions' colour words.
+  background_name: the BACKGROUNDS photo the scene was cut from.
   """
   image: np.ndarray
   background: np.ndarray
@@ -97,6 +100,8 @@ class Scene:
   labels: np.ndarray
   truncated: np.ndarray
   items: tuple[tuple[str, int], ...]
+  colours: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 3), np.float32))
+  background_name: str = ""
 
 
 @functools.lru_cache(maxsize=2)
@@ -118,15 +123,17 @@ def draw_items(seed: int, split_number: int, index: int, pool_sizes: dict[str, i
   return picks
 
 
-def _background(rng, backgrounds, size: int) -> np.ndarray:
-  photo = backgrounds[int(rng.integers(len(backgrounds)))]
+def _background(rng, backgrounds, size: int) -> tuple[np.ndarray, int]:
+  """(a random square crop of a random photo, resized to `size`, the photo's index)."""
+  which = int(rng.integers(len(backgrounds)))
+  photo = backgrounds[which]
   h, w = photo.shape[:2]
   side = int(rng.integers(size, min(h, w) + 1))
   y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
   crop = photo[y:y + side, x:x + side]
   if side != size:
     crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
-  return crop[:, ::-1] if rng.random() < 0.5 else crop
+  return (crop[:, ::-1] if rng.random() < 0.5 else crop), which
 
 
 def _tint(rng) -> np.ndarray:
@@ -166,10 +173,10 @@ def render(seed: int, split_number: int, index: int, items: list[tuple[int, np.n
   """
   rng = np.random.default_rng([seed, split_number, index, 1])
   size = config.size
-  background = _background(rng, backgrounds, size)
+  background, which = _background(rng, backgrounds, size)
   canvas = background.astype(np.float32)
   log_lo, log_hi = np.log(config.scale_range[0]), np.log(config.scale_range[1])
-  placed, frames, labels, kept = [], [], [], []
+  placed, frames, labels, kept, colours = [], [], [], [], []
   for j, (label, item) in enumerate(items):
     side = max(1, round(ITEM_SIZE * float(np.exp(rng.uniform(log_lo, log_hi)))))
     scaled = np.asarray(Image.fromarray(item).resize((side, side), Image.BILINEAR),
@@ -198,12 +205,17 @@ def render(seed: int, split_number: int, index: int, items: list[tuple[int, np.n
     frames.append(frame)
     labels.append(label)
     kept.append(j)
+    colours.append(colour)
   masks = np.stack(frames) if frames else np.zeros((0, size, size), bool)
   truncated = np.array([m.sum() < whole for m, (_, whole) in zip(frames, placed)], bool)
   return Scene(image=np.round(canvas).astype(np.uint8), background=background, masks=masks,
                boxes=visible_boxes(masks), labels=np.asarray(labels, np.int32),
                truncated=truncated,
-               items=tuple(item_ids[j] for j in kept) if len(item_ids) else ())
+               items=tuple(item_ids[j] for j in kept) if len(item_ids) else (),
+               colours=np.asarray(colours, np.float32).reshape(-1, 3),
+               # Other backgrounds than load_backgrounds' are named by index.
+               background_name=BACKGROUNDS[which] if len(backgrounds) == len(BACKGROUNDS)
+               else f"photo {which}")
 
 
 def visible_boxes(masks: np.ndarray) -> np.ndarray:

@@ -13,6 +13,8 @@ import tensorflow_datasets as tfds
 
 from research import errors
 from research.data import builders
+# Imported for its registration: the captioned scenes join builders.LOCAL_BUILDERS.
+from research.data import caption_scenes  # noqa: F401  pylint: disable=unused-import
 # Imported for its registration: the distorted datasets join builders.LOCAL_BUILDERS.
 from research.data import distorted_builders  # noqa: F401  pylint: disable=unused-import
 from research.data import reader
