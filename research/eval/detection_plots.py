@@ -65,10 +65,10 @@ def scene_grid(examples, class_names, path: str, *, detections=None, ncols: int 
 
 
 def detector_figure(eval_step, state, split, path: str, *, num: int = 8,
-                    title: str | None = None) -> str:
+                    title: str | None = None, score_threshold: float = 0.5) -> str:
   """The first `num` images of a detection input split (detection_inputs.
   DetectionInputSplit) with their ground truth and a detector's detections
-  (score >= 0.5), as scene_grid draws them; returns path.
+  (score >= score_threshold), as scene_grid draws them; returns path.
 
   eval_step: a region objective's (state, batch) -> {"detections" (leading [B]
   axis, detection_postprocess.detect's), "scale" [B], ...}, in the rescaled
@@ -78,7 +78,8 @@ def detector_figure(eval_step, state, split, path: str, *, num: int = 8,
   out = jax.device_get(jax.jit(eval_step)(state, next(split.eval_batches(num))))
   dets = [{**d, "boxes": d["boxes"] / float(out["scale"][i])}
           for i, d in enumerate(post.to_host(out["detections"]))]
-  return scene_grid(split.examples(num), split.class_names, path, detections=dets, title=title)
+  return scene_grid(split.examples(num), split.class_names, path, detections=dets, title=title,
+                    score_threshold=score_threshold)
 
 
 def main(argv):
