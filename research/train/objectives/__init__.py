@@ -21,6 +21,9 @@ the objective's own keys sit beside the name in `config.objective`:
   rcnn_finetune   R-CNN's fine-tuning (Girshick et al. 2014, §2.3): the
                   classification objective on warped proposals, K + 1 classes
                   (keys: config.rcnn, config.proposals; experiments/rcnn.py).
+  fast_rcnn       Girshick 2015's Fast R-CNN head trained on cached
+                  selective-search proposals carried in the batches (keys:
+                  scale, max_size, num_rois, num_proposals, proposals, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass
