@@ -181,7 +181,8 @@ def analyse(config, run_dir: str, workdir: str, num_images: int = 0) -> dict:
   agreement = region_phrases.agreement(pairs, test)
   with open(os.path.join(workdir, PHRASES), "w") as f:
     json.dump({"method": region_phrases.METHOD, "agreement": agreement, "images": pairs}, f)
-  alignment_plots.draw(pairs[:4], test, os.path.join(workdir, FIGURE))
+  firsts = [p for p in pairs if p["sentence_index"] == 0]  # One sentence of each image.
+  alignment_plots.draw(firsts[:4], test, os.path.join(workdir, FIGURE))
   logging.info("Region phrases: %s", agreement)
   return {f"phrases/{k}": v for k, v in agreement.items()}
 

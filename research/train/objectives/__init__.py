@@ -18,6 +18,9 @@ the objective's own keys sit beside the name in `config.objective`:
                   the Fast R-CNN head on a detection dataset, VOC 2007 mAP
                   and COCO AP as its evaluation (keys: scale, max_size,
                   num_rois, rpn_batch_size, ...).
+  caption_alignment  Karpathy & Fei-Fei 2015's image-sentence alignment model
+                  on its ranking loss (eq. 9), retrieval R@K as its
+                  evaluation (keys: regions, detector_workdir, num_regions, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass
