@@ -80,14 +80,13 @@ import os
 from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from research import models
 from research.errors import require
 from research.eval import alignment_plots, region_phrases
 from research.launch import multirun
 from research.report import Claim
-from research.train import caption_regions, checkpoint, config as config_lib, trainer
+from research.train import checkpoint, config as config_lib, trainer
 from research.train.objectives import caption_alignment as objective_lib
 
 STUDY_KEYS = ("variants", "arg")

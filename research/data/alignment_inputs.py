@@ -38,8 +38,7 @@ def ground_truth_regions(split: captions.CaptionSplit, num_regions: int
   then the objects in order; region_mask float32 [N, num_regions]).
 
   Raises:
-    ValueError: num_regions < 1, or an image of the split has varying size
-      unknown (the split must hold fixed-size images).
+    ValueError: num_regions < 1, or a split of images of varying sizes.
   """
   if num_regions < 1:
     raise ValueError(f"num_regions={num_regions}: need at least 1 (the whole image).")

@@ -8,7 +8,6 @@ canvas, saved by plots.save. Input: region_phrases.infer's pairs.
 
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-import numpy as np
 
 from research.eval import plots
 
