@@ -24,6 +24,9 @@ the objective's own keys sit beside the name in `config.objective`:
   fast_rcnn       Girshick 2015's Fast R-CNN head trained on cached
                   selective-search proposals carried in the batches (keys:
                   scale, max_size, num_rois, num_proposals, proposals, ...).
+  caption_alignment  Karpathy & Fei-Fei 2015's image-sentence alignment model
+                  on its ranking loss (eq. 9), retrieval R@K as its
+                  evaluation (keys: regions, detector_workdir, num_regions, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass
