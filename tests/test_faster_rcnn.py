@@ -164,8 +164,8 @@ def test_ranked_proposals_are_the_rpn_layer_and_selective_search_in_original_pix
   assert [len(found[k]) for k in ("rpn", "selective_search", "ground_truth")] == [3, 3, 3]
   # The RPN's boxes at the test-time setting are the first post_nms_test of the longer list.
   batch = next(train.eval_batches(3))
-  out, _ = objective._apply(state.params, faster_rcnn_measures._standardised(
-      batch, *objective.norm), train=False, image_hw=batch["image_hw"])
+  out, _ = objective._apply(state.params, objective.images(batch), train=False,
+                            image_hw=batch["image_hw"])
   for i in range(3):
     mine = np.asarray(out["proposals"][i])[np.asarray(out["proposal_mask"][i])]
     assert 50 < len(found["rpn"][i]) <= 200

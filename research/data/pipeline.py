@@ -54,6 +54,23 @@ def index_batches(num_examples: int, batch_size: int, seed: int) -> grain.MapDat
           .batch(batch_size, drop_remainder=True, batch_fn=np.asarray))
 
 
+def distinct_batch_indices(num_examples: int, batch_size: int, seed: int, step: int
+                           ) -> np.ndarray:
+  """int [batch_size]: the examples of `step`, all distinct: epoch e = step //
+  (num_examples // batch_size) is a permutation of the examples drawn from
+  (seed, e), cut into whole batches (its last num_examples % batch_size
+  examples wait for the next epoch's draw). `index_batches` lets a batch straddle
+  two epochs, so one example can appear twice in it; a ranking loss whose
+  negatives are the other rows of the batch cannot have that."""
+  per_epoch = num_examples // batch_size
+  if per_epoch < 1:
+    raise ValueError(f"batch_size={batch_size} is larger than the dataset "
+                     f"({num_examples} examples); lower config.batch_size.")
+  epoch, i = divmod(int(step), per_epoch)
+  order = np.random.default_rng([2, seed, epoch]).permutation(num_examples)
+  return order[i * batch_size:(i + 1) * batch_size]
+
+
 def process_slice(batch_size: int, process_index: int, process_count: int) -> slice:
   """The rows of a global batch that this process reads (multi-host)."""
   if batch_size % process_count:
@@ -126,26 +143,33 @@ def _iterate(steps: grain.MapDataset, load, first: int, prefetch: int,
 
 def step_batches(load_rows: Callable[[np.ndarray, list], dict], num_examples: int,
                  batch_size: int, seed: int, start_step: int = 0, *, process_index: int = 0,
-                 process_count: int = 1, prefetch: int = 2,
-                 num_workers: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                 process_count: int = 1, prefetch: int = 2, num_workers: int = 0,
+                 batch_indices: Callable[[int], np.ndarray] | None = None
+                 ) -> Iterator[dict[str, np.ndarray]]:
   """Yields load_rows(idx, rngs) for steps start_step, ...: this process's share
   of each global batch, for any kind of example (classification, detection).
 
   idx: int [B/P], the examples of this process's rows r of the global batch of
   step s, sort(index_batches[s])[r]; rngs: their generators example_rng(seed,
   s, r). Sorting first, then slicing, puts the same example in the same row (and
-  dropout mask, and crop) whatever the process count.
+  dropout mask, and crop) whatever the process count. batch_indices(step) -> int
+  [batch_size] replaces index_batches[step] (e.g. epochs that never straddle a
+  batch, `distinct_batch_indices`).
 
   Raises ValueError when batch_size exceeds num_examples or is not divisible
   by process_count.
   """
   rows = process_slice(batch_size, process_index, process_count)
-  indices = index_batches(num_examples, batch_size, seed)
+  if batch_indices is None:
+    batch_indices = index_batches(num_examples, batch_size, seed).__getitem__
+  elif batch_size > num_examples:
+    raise ValueError(f"batch_size={batch_size} is larger than the dataset "
+                     f"({num_examples} examples); lower config.batch_size.")
   global_rows = np.arange(batch_size)[rows]
 
   def load(step: int) -> dict[str, np.ndarray]:
     rngs = [example_rng(seed, step, int(r)) for r in global_rows]
-    return load_rows(np.sort(indices[step])[rows], rngs)
+    return load_rows(np.sort(batch_indices(step))[rows], rngs)
 
   steps = grain.MapDataset.range(start_step, _FOREVER).map(load)
   return _iterate(steps, load, start_step, prefetch, num_workers)

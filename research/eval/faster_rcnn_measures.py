@@ -26,21 +26,9 @@ input.
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from research.data import proposals as proposal_lib
-from research.train import steps
-
-
-def _standardised(batch, mean, std):
-  """The detector's input: standardised pixels, zero beyond each image's height and width."""
-  x = steps.standardize(steps.to_unit_range(batch["image"]), mean, std)
-  h, w = x.shape[1:3]
-  hw = batch["image_hw"]
-  inside = ((jnp.arange(h)[None, :, None] < hw[:, 0, None, None])
-            & (jnp.arange(w)[None, None, :] < hw[:, 1, None, None]))
-  return jnp.where(inside[..., None], x, 0.0)
 
 
 def best_mean_seconds(fn, inputs: list, passes: int = 2) -> float:
@@ -61,7 +49,7 @@ def faster_rcnn_seconds(objective, state, split, num_images: int, passes: int = 
 
   Args:
     objective: a faster_rcnn Objective (its model a FasterRCNN, its eval_step,
-      its `_apply` in config.compute_dtype and `norm` (mean, std)).
+      its `_apply` in config.compute_dtype and `images(batch)`, the standardised input).
     state: its trained state.
     split: the eval split (a DetectionInputSplit).
     num_images: how many of the split's first images to time (>= 1).
@@ -89,7 +77,7 @@ def faster_rcnn_seconds(objective, state, split, num_images: int, passes: int = 
 
   @jax.jit
   def feature_map(params, batch):
-    x = _standardised(batch, *objective.norm)
+    x = objective.images(batch)
     return objective._apply(params, x, method=lambda m, x: m.feature_map(x))
 
   @jax.jit
@@ -133,7 +121,7 @@ def ranked_proposals(objective, state, split, num_images: int, max_proposals: in
 
   @jax.jit
   def rpn(params, batch):
-    x = _standardised(batch, *objective.norm)
+    x = objective.images(batch)
     fmap = objective._apply(params, x, method=lambda m, x: m.feature_map(x))
     out = model.apply({"params": params}, fmap, batch["image_hw"],
                       method=lambda m, f, hw: m.propose(f, hw))

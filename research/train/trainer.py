@@ -248,6 +248,15 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     return means
 
   loop_start = time.time()
+  # Training seconds of the earlier invocations of a resumed run, up to its checkpoint.
+  logged = [v for s, v in zip(*metrics_lib.series(workdir, "train_time_s")) if s <= start_step]
+  prior_train_s = logged[-1] if start_step and logged else 0.0
+
+  def train_seconds() -> float:
+    """The run's training steps so far (compilation included), without the evaluations,
+    opening the inputs (dataset preparation, proposals) and what came before."""
+    return prior_train_s + time.time() - loop_start - eval_seconds
+
   if start_step == 0 and objective.evaluate_at_start:
     last_eval = run_evals(0)
   for step in range(start_step + 1, total_steps + 1):
@@ -268,6 +277,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     if preempted or _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
+      writer.write(step, {"train_time_s": train_seconds()})  # Read back on resume.
     if preempted:
       ckpt.close()
       writer.close()
@@ -287,8 +297,6 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
       "epochs": total_steps / max(steps_per_epoch, 1),
       "num_params": num_params,
       "wall_time_s": time.time() - start_time,
-      # This invocation's training steps (compilation included), without the evaluations,
-      # opening the inputs (dataset preparation, proposals) and what came before.
-      "train_time_s": time.time() - loop_start - eval_seconds,
+      "train_time_s": train_seconds(),
       "train_images_per_s": progress.images_per_second(total_steps),
   })
