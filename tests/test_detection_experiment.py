@@ -137,7 +137,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
   assert os.path.getsize(os.path.join(killed, load().RECALL_FIGURE)) > 10_000
   final = json.load(open(os.path.join(killed, "metrics.json")))
-  assert 0 < final["train_time_s"] < final["wall_time_s"]
+  assert final["train_time_s"] > 0  # Both invocations' steps (trainer.py sums over resumes).
   assert 0 < final["test/proposal_seconds_per_image"] < final["test/seconds_per_image"]
   assert final["test/recall_images"] == 4 and "Recall of the first 4 test images" in report
 
