@@ -42,14 +42,16 @@ Arguments (`--config=experiments/caption_generation.py:ARG`):
   coco    the paper's COCO setting for a GPU and a user's prepared TFDS
           coco_captions (Karpathy's splits: train (+ restval by hand), test
           5,000): VGG-16's fc7 (4096-d, §3.1) as the image vector, hidden 512
-          (§3.2's RNN "we use 512 hidden units"... as we read it; neuraltalk's
-          released default is 256), RMSprop, clip 5, batch 100 (§3.3's
+          (research/models/caption_rnn.py cites §3.2 for it; neuraltalk's
+          released default is 256: check before relying on it), RMSprop, clip 5, batch 100 (§3.3's
           mini-batches of 100), beam 7 (neuraltalk), words seen >= 5 times
-          (§4), captions cut at 16 words, images 224 px. The paper fine-tunes
-          nothing of VGG for generation only when its features are
-          precomputed; here pass ImageNet VGG-16 parameters with
-          --config.init_from.workdir and freeze them with
-          --config.freeze='^encoder/' (without them the CNN trains from scratch).
+          (§4), captions cut at 16 words, images 224 px. The paper's CNN is
+          an ImageNet VGG-16 used as a fixed feature extractor for the
+          generator (neuraltalk reads precomputed fc7 features); here give
+          ImageNet VGG-16 parameters named as ours (encoder/net/conv1_1/...)
+          with --config.init_from.workdir and freeze them with
+          --config.freeze='^encoder/' (without them the CNN trains from
+          scratch with the RNN). Not run here (no GPU, no COCO).
           The paper's numbers (Table 2, MSCOCO, full image, as we read the
           table): RNN BLEU-1..4 62.5 / 45.0 / 32.1 / 23.0, METEOR 19.5, CIDEr
           66.0; nearest neighbour 48.0 / 28.1 / 16.6 / 10.0, METEOR 15.7,
@@ -87,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # RMSprop's running mean of squared gradients starts at 0 (optax, neuraltalk), so its
   # first steps are ~30x lr per weight: without a warm-up the ReLU RNN diverged at step 3.
   config.optimizer.warmup_steps = 50
-  config.num_epochs, config.total_steps = 0.0, 1000
+  config.num_epochs, config.total_steps = 0.0, 750  # 9.6 epochs of images at batch 64.
   config.log_every_steps = 50
   config.checkpoint_every_steps = 100
   config.eval_every_steps = 500
@@ -174,7 +176,7 @@ def draw_captions(split: caption_inputs.CaptionInputSplit, generated, nn, path: 
   examples = split.examples(np.arange(n))
   rows = [[(generator, g), ("NN", b), ("ref", e.captions[0])]
           for g, b, e in zip(generated, nn, examples)]
-  return plots.caption_grid(np.stack([e.image for e in examples]), rows, path,
+  return plots.caption_grid([e.image for e in examples], rows, path,
                             title="Test scenes: generated (beam search), nearest-neighbour "
                                   "baseline, first reference")
 

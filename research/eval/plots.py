@@ -466,7 +466,7 @@ def caption_grid(images, captions: Sequence[Sequence[tuple[str, str]]], path: st
                  cols: int = 4, title: str = "") -> str:
   """Images with captions under each (Karpathy & Fei-Fei 2015, Fig. 5-style samples).
 
-  images: uint8 [N, H, W, 3]; captions: per image, (label, sentence) pairs,
+  images: N uint8 [H_i, W_i, 3] (sizes may differ); captions: per image, (label, sentence) pairs,
   e.g. [("RNN", generated), ("ref", a reference)], drawn as "label: sentence".
   """
   n = len(images)

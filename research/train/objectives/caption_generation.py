@@ -25,7 +25,9 @@ registered classifier such as "vgg16", whose `encoder_feature` output, e.g.
 statistics), min_count (the vocabulary's, from the training split), max_len
 (tokens per training caption with <start> and <end>; longer ones are cut,
 counted in the log), image_size (0: as stored), beam_size, decode_len,
-grad_clip (0: none).
+grad_clip (0: none). config.freeze and config.init_from as for the
+classifiers (research/train/transfer.py): the encoder's parameters are named
+encoder/... (encoder/net/conv1_1/... for a registered classifier).
 
 The vocabulary is written to <workdir>/vocab.json by a new run and checked
 by a resumed one (`vocab.VocabularyMismatch`, one line, before any work):
@@ -47,8 +49,8 @@ from research.errors import require
 from research.eval import caption_metrics
 from research.models import caption_rnn
 from research.models import summary as summary_lib
-from research.train import optim, precision, steps
-from research.train.objectives import base
+from research.train import optim, precision, steps, transfer
+from research.train.objectives import base, classification
 
 VOCAB_FILE = "vocab.json"
 
@@ -175,12 +177,17 @@ class Objective(base.Objective):
     self.image_shape = tuple(train_data.image_shape)
     tx, self.schedule = optim.make_optimizer(config.optimizer, total_steps)
     clip = config.objective.grad_clip
-    self.tx = optax.chain(optax.clip(clip), tx) if clip else tx
+    tx = optax.chain(optax.clip(clip), tx) if clip else tx
+    self.tx = transfer.with_frozen(tx, config.freeze)  # Frozen parameters: zero updates.
     # Reference captions (raw text) by image id, for every split evaluated.
     self._references = {}
     for split in (train_data, *getattr(train_data, "eval_splits", {}).values()):
       for i in range(len(split.split)):
-        self._references[split.split.annotation(i).image_id] = split.split.captions(i)
+        image_id, texts = split.split.annotation(i).image_id, split.split.captions(i)
+        if self._references.setdefault(image_id, texts) != texts:
+          raise ValueError(f"image/id {image_id} names two images with other captions "
+                           f"({split.split.what} example {i}); the evaluation looks references "
+                           "up by image/id: give every image of the dataset its own id.")
 
   def summary(self):
     tokens = jnp.zeros((1, self.config.objective.max_len), jnp.int32)
@@ -197,11 +204,12 @@ class Objective(base.Objective):
                             opt_state=self.tx.init(params), rng=train_rng)
 
   def start(self, state):
-    """A new run: writes the vocabulary beside its checkpoints."""
+    """A new run: writes the vocabulary beside its checkpoints, and copies
+    config.init_from's parameters (classification's rule: same names)."""
     if jax.process_index() == 0:
       with open(_vocab_path(self.workdir), "w") as f:
         f.write(self.vocabulary.to_json())
-    return state
+    return classification.Objective.start(self, state)
 
   def train_extras(self, step: int) -> dict[str, float]:
     return {"learning_rate": float(self.schedule(step))}
