@@ -10,7 +10,7 @@ against a nearest-neighbour baseline: each test image gets a caption of its
 nearest training image in CNN-feature space. The objective is
 research/train/objectives/caption_generation.py, the generators
 research/models/caption_rnn.py, the input split
-research/data/caption_inputs.py, the scores research/eval/caption_metrics.py
+research/data/caption_inputs.py, the scores research/train/caption_metrics.py
 (pycocoevalcap's BLEU and CIDEr-D; METEOR needs Java and is not computed).
 
 Default (CPU scale): the multimodal RNN (hidden 256, word vectors 256) and a
@@ -67,9 +67,9 @@ import ml_collections
 import numpy as np
 
 from research.data import caption_inputs
-from research.eval import caption_metrics, plots
+from research.eval import plots
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import caption_metrics, config as config_lib, trainer
 from research.train.objectives import caption_generation as objective_lib
 
 FIGURE = "captions.png"

@@ -12,7 +12,7 @@ vectors and on h_t, none in the recurrence (§3.3).
 Evaluation of a split (`<split>/...`): every image's caption decoded by beam
 search (`objective.beam_size`; 1 is greedy; at most `objective.decode_len`
 tokens, END included) and scored against all of the image's reference
-captions (raw text) with BLEU-1..4 and CIDEr-D (research/eval/caption_metrics.py,
+captions (raw text) with BLEU-1..4 and CIDEr-D (research/train/caption_metrics.py,
 pycocoevalcap's scorers: `bleu1`..`bleu4`, `cider`), and the perplexity of the
 split's captions, exp of the mean cross-entropy over all their target tokens
 (`loss`, `perplexity`, teacher-forced, every caption of every image).
@@ -46,7 +46,7 @@ import optax
 from research import models
 from research.data import caption_inputs, datasets, vocab
 from research.errors import require
-from research.eval import caption_metrics
+from research.train import caption_metrics
 from research.models import caption_rnn
 from research.models import summary as summary_lib
 from research.train import optim, precision, steps, transfer
