@@ -16,8 +16,10 @@ both bfloat16 (oneDNN accumulates bf16 in float32 and rounds the result to
 bf16, as XLA does), any strides, explicit (lo, hi) paddings >= 0 or
 "SAME"/"VALID", rhs (kernel) dilation, feature groups. Not supported (raises
 ValueError): lhs (input) dilation, batch groups, other layouts or dtypes,
-negative padding. `jax.vmap` of the op loops over the mapped axis
-(`vmap_method="sequential"`).
+negative padding. Under `jax.vmap` each convolution stays one FFI call (the
+mapped axis folded into the batch, or into feature groups where the weights
+are mapped); under a data-parallel mesh each device convolves its shard of
+the batch and the weight gradients are psummed: research/ops/onednn_conv_rules.py.
 
 Why: XLA:CPU's convolutions with both backward passes ran at 0.5-0.6x
 PyTorch's (oneDNN) on this project's ResNets (README, "Performance on the
@@ -45,11 +47,12 @@ import functools
 import os
 import warnings
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from research.ops import onednn_conv_rules
+from research.ops.onednn_conv_rules import Geometry as _Geometry
 
 _DEFAULT_LIB = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "build",
                             "onednn_conv", "libonednn_conv.so")
@@ -115,33 +118,13 @@ def onednn_version() -> str:
   return f"{v // 10000}.{v // 100 % 100}.{v % 100}"
 
 
-class _Geometry(NamedTuple):
-  strides: tuple[int, int]
-  padding_lo: tuple[int, int]
-  padding_hi: tuple[int, int]
-  dilation: tuple[int, int]
-  groups: int
-
-  def attrs(self) -> dict:
-    return dict(strides=np.array(self.strides, np.int64),
-                padding_lo=np.array(self.padding_lo, np.int64),
-                padding_hi=np.array(self.padding_hi, np.int64),
-                dilation=np.array(self.dilation, np.int64), groups=np.int64(self.groups))
-
-  def out_hw(self, h: int, w: int, kh: int, kw: int) -> tuple[int, int]:
-    return tuple((size + lo + hi - (k - 1) * d - 1) // s + 1 for size, lo, hi, k, d, s in zip(
-        (h, w), self.padding_lo, self.padding_hi, (kh, kw), self.dilation, self.strides))
-
-
-def _call(target: str, shape, dtype, a, b, geometry: _Geometry):
-  out = jax.ShapeDtypeStruct(shape, dtype)
-  return jax.ffi.ffi_call(target, out, vmap_method="sequential")(a, b, **geometry.attrs())
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv(x, w, geometry: _Geometry):
-  oh, ow = geometry.out_hw(x.shape[1], x.shape[2], w.shape[0], w.shape[1])
-  return _call("onednn_conv_fwd", (x.shape[0], oh, ow, w.shape[3]), x.dtype, x, w, geometry)
+  return _ops(geometry, x, w)[0](x, w)
+
+
+def _ops(geometry: _Geometry, x, w):
+  return onednn_conv_rules.ops(geometry, tuple(x.shape[1:3]), tuple(w.shape[:2]))
 
 
 def _conv_fwd(x, w, geometry):
@@ -150,10 +133,9 @@ def _conv_fwd(x, w, geometry):
 
 def _conv_bwd(geometry, residuals, dy):
   x, w = residuals
+  _, bwd_data, bwd_weights = _ops(geometry, x, w)
   dy = dy.astype(x.dtype)
-  dx = _call("onednn_conv_bwd_data", x.shape, x.dtype, dy, w, geometry)
-  dw = _call("onednn_conv_bwd_weights", w.shape, w.dtype, x, dy, geometry)
-  return dx, dw
+  return bwd_data(dy, w), bwd_weights(x, dy)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)

@@ -9,9 +9,16 @@
 // (lax's feature_group_count).
 //
 // Primitives are created once per shape and kept: creating one costs far more
-// than running a small convolution. One mutex serialises the calls: each call
-// already uses every core through OpenMP, and the cached weight buffers are
-// reused between calls.
+// than running a small convolution. Calls run concurrently (XLA runs
+// independent convolutions, and each device of a forced multi-device CPU
+// mesh, on its own threads): the cache is guarded by a mutex held only to find
+// or create an entry; an entry is immutable once made; every primitive uses
+// oneDNN's user-managed scratchpad, which oneDNN documents as thread-safe when
+// no two executions share a buffer, and the scratchpad and the reordered
+// weights live in buffers of the calling thread (thread_local). Until
+// 2026-11-29 one mutex serialised whole calls because the cached entry held
+// those two buffers (and each call was meant to use every core via OpenMP; the
+// default is now one thread per call, see OnednnConvSetThreads).
 #include <cstdint>
 #include <atomic>
 #include <cstring>
@@ -71,10 +78,20 @@ struct Entry {
   bool reorder_weights = false;
   dnnl::reorder weights_reorder;         // HWIO -> primitive's (fwd, bwd data) or back (bwd w).
   memory::desc prim_weights;
-  std::vector<uint8_t> weights_buffer;   // The primitive's weights, when reordered.
-  std::vector<uint8_t> scratchpad;
-  memory::desc scratchpad_md;
+  memory::desc scratchpad_md;            // The convolution's.
+  memory::desc reorder_scratchpad_md;    // The weights reorder's (usually empty).
 };
+
+// One calling thread's buffers: the primitive's weights (when reordered) and
+// the scratchpads. Grown, never shrunk; used by one call at a time.
+struct ThreadBuffers {
+  std::vector<uint8_t> weights, scratchpad, reorder_scratchpad;
+};
+
+void* Reserve(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
 
 // The OpenMP team size of the calling thread (XLA calls handlers from its own
 // threads) for one scope. oneDNN reads it when it creates a primitive and when
@@ -97,7 +114,7 @@ dnnl::engine& Engine() {
   return engine;
 }
 
-std::mutex& Mutex() {
+std::mutex& CacheMutex() {
   static std::mutex mutex;
   return mutex;
 }
@@ -124,7 +141,6 @@ void FinishEntry(Entry& e, const Geometry& g, const memory::desc& prim_weights,
   e.prim_weights = prim_weights;
   e.reorder_weights = prim_weights != g.UserWeights();
   if (e.reorder_weights) {
-    e.weights_buffer.resize(prim_weights.get_size());
     dnnl::memory::desc from = kind == kBwdWeights ? prim_weights : g.UserWeights();
     dnnl::memory::desc to = kind == kBwdWeights ? g.UserWeights() : prim_weights;
     // Weight reorders run on one thread: the weights are small (KH x KW x C x O
@@ -132,13 +148,17 @@ void FinishEntry(Entry& e, const Geometry& g, const memory::desc& prim_weights,
     // when another process holds one of the cores (measured: 8-35 ms against
     // 0.01-0.04 ms on one thread, benchmarks/conv_op.py --sections=profile).
     TeamSize one_thread(1);
-    e.weights_reorder = dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), from, Engine(), to));
+    // User scratchpad here too: a library-managed one may not be used from
+    // threads other than the creating one (oneDNN's scratchpad_mode docs).
+    dnnl::reorder::primitive_desc pd(Engine(), from, Engine(), to, Attr());
+    e.weights_reorder = dnnl::reorder(pd);
+    e.reorder_scratchpad_md = pd.scratchpad_desc();
   }
   e.scratchpad_md = scratchpad;
-  e.scratchpad.resize(scratchpad.get_size());
 }
 
-Entry& GetEntry(const Geometry& g, Kind kind, int threads) {
+const Entry& GetEntry(const Geometry& g, Kind kind, int threads) {
+  std::lock_guard<std::mutex> lock(CacheMutex());  // std::map's nodes stay put once inserted.
   auto& cache = Cache();
   auto key = g.Key(kind);
   key.push_back(threads);  // A primitive keeps the team size it was made for.
@@ -197,20 +217,29 @@ ffi::Error ReadGeometry(Geometry& g, ffi::Span<const int64_t> x, ffi::Span<const
 }
 
 ffi::Error Run(Kind kind, const Geometry& g, void* x, void* w, void* y) {
-  std::lock_guard<std::mutex> lock(Mutex());
+  thread_local ThreadBuffers buffers;
   const int threads = g_threads.load();
   TeamSize team(threads);
   try {
-    Entry& e = GetEntry(g, kind, threads);
+    const Entry& e = GetEntry(g, kind, threads);
     dnnl::engine& eng = Engine();
     dnnl::stream stream(eng);
     memory src(g.Src(), eng, x), dst(g.Dst(), eng, y), user_w(g.UserWeights(), eng, w);
-    memory prim_w = e.reorder_weights ? memory(e.prim_weights, eng, e.weights_buffer.data())
-                                      : user_w;
-    memory scratch(e.scratchpad_md, eng, e.scratchpad.data());
+    memory prim_w = e.reorder_weights
+        ? memory(e.prim_weights, eng, Reserve(buffers.weights, e.prim_weights.get_size()))
+        : user_w;
+    memory scratch(e.scratchpad_md, eng,
+                   Reserve(buffers.scratchpad, e.scratchpad_md.get_size()));
+    memory reorder_scratch;
+    if (e.reorder_weights) {
+      reorder_scratch = memory(e.reorder_scratchpad_md, eng,
+                               Reserve(buffers.reorder_scratchpad,
+                                       e.reorder_scratchpad_md.get_size()));
+    }
     if (kind != kBwdWeights && e.reorder_weights) {
       TeamSize one_thread(1);
-      e.weights_reorder.execute(stream, user_w, prim_w);
+      e.weights_reorder.execute(stream, {{DNNL_ARG_FROM, user_w}, {DNNL_ARG_TO, prim_w},
+                                         {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
     }
     if (kind == kFwd) {
       e.conv.execute(stream, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, prim_w},
@@ -223,7 +252,8 @@ ffi::Error Run(Kind kind, const Geometry& g, void* x, void* w, void* y) {
                               {DNNL_ARG_DIFF_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
       if (e.reorder_weights) {
         TeamSize one_thread(1);
-        e.weights_reorder.execute(stream, prim_w, user_w);
+        e.weights_reorder.execute(stream, {{DNNL_ARG_FROM, prim_w}, {DNNL_ARG_TO, user_w},
+                                           {DNNL_ARG_SCRATCHPAD, reorder_scratch}});
       }
     }
     stream.wait();
