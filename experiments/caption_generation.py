@@ -66,7 +66,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from research.data import caption_inputs
+from research.data import caption_inputs, datasets
 from research.eval import plots
 from research.report import Claim
 from research.train import caption_metrics, config as config_lib, trainer
@@ -108,6 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     o.encoder, o.encoder_feature = "vgg16", "fc7"
     config.model.name = "vgg16"
     config.model.kwargs = ml_collections.ConfigDict({"num_classes": 1000})
+    imagenet = datasets.get("imagenet2012")  # The ImageNet VGG-16 encoder's input statistics.
+    config.data.mean, config.data.std = tuple(imagenet.mean), tuple(imagenet.std)
     o.hidden = o.embed = 512
     o.image_size = 224
     o.max_len = 18  # <start>, 16 words, <end>.

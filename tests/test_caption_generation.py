@@ -171,3 +171,28 @@ def test_experiment_trains_scores_resumes_and_checks_the_vocabulary(coco_dir, ot
   assert "\n" not in str(e.value) and "vocab.json" in str(e.value)
   assert str(e.value).endswith("or start a new workdir.")
   assert final_params(split_run)[0] == 4
+
+
+def test_a_registered_classifier_as_the_encoder(coco_dir):
+  """The coco setting's encoder kind: a classifier's named feature (here vgg_small's
+  fc7, 256-d) is the image vector; shapes only (jax.eval_shape, nothing compiled)."""
+  from research.train.objectives import caption_generation as objective_lib
+  _, config = _config(coco_dir, **{"objective.encoder": "vgg_small",
+                                   "objective.encoder_feature": "fc7", "model.name": "vgg_small",
+                                   "data.mean": (0.5, 0.5, 0.5), "data.std": (0.25, 0.25, 0.25),
+                                   "freeze": "^encoder/"})
+  experiment.validate(experiment.load_module(os.path.join(ROOT, "experiments",
+                                                          "caption_generation.py")), config)
+  model, head = objective_lib.build_generator(config, vocab_size=12)
+  images = jax.ShapeDtypeStruct((2, 32, 32, 3), np.uint8)
+  tokens = jax.ShapeDtypeStruct((2, 8), np.int32)
+  variables = jax.eval_shape(lambda x, t: model.init(jax.random.key(0), x, t), images, tokens)
+  assert set(variables["params"]["encoder"]) == {"net"}
+  features = jax.eval_shape(
+      lambda v, x: model.apply(v, x, method="image_features"), variables, images)
+  assert features.shape == (2, 256)
+  logits, _ = jax.eval_shape(lambda v, x, t: model.apply(v, x, t), variables, images, tokens)
+  assert logits.shape == (2, 7, 12) and head.encoder is None
+  bad = config_lib.override(config, {"objective.encoder_feature": "fc9"})
+  with pytest.raises(ValueError, match="encoder_feature='fc9'"):
+    jax.eval_shape(lambda x: objective_lib.build_encoder(bad).init(jax.random.key(0), x), images)
