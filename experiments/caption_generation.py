@@ -74,6 +74,8 @@ from research.train.objectives import caption_generation as objective_lib
 
 FIGURE = "captions.png"
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
+# Other decodings of the trained generator, scored after training (metrics test/<name>/...).
+DECODINGS = {"greedy": {"beam_size": 1}, "beam_normalised": {"length_normalise": True}}
 # Karpathy & Fei-Fei 2015, Table 2, MSCOCO, full image (BLEU-1..4, CIDEr, x 100), as we read it.
 PAPER_RNN_COCO = {"bleu1": 62.5, "bleu2": 45.0, "bleu3": 32.1, "bleu4": 23.0, "cider": 66.0}
 PAPER_NN_COCO = {"bleu1": 48.0, "bleu2": 28.1, "bleu3": 16.6, "bleu4": 10.0, "cider": 38.3}
@@ -146,6 +148,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   references = test.references(np.arange(len(test)))
   nn_scores = caption_metrics.caption_scores(references, nn_captions)
   metrics.update({f"nn/test/{k}": v for k, v in nn_scores.items()})
+  # The decoding's effect (§3.2 samples or takes the argmax; neuraltalk's beam sums
+  # log-probabilities, which favours short sentences): greedy, and the beam length-normalised.
+  for name, kwargs in DECODINGS.items():
+    decoded = objective_lib.decoded_captions(objective, params, test, config.eval_batch_size,
+                                             **kwargs)
+    scores = caption_metrics.caption_scores(references, decoded)
+    scores["mean_length"] = float(np.mean([len(c.split()) for c in decoded]))
+    metrics.update({f"test/{name}/{k}": v for k, v in scores.items()})
   generated = objective_lib.decoded_captions(objective, params, test.take(8), 8)
   draw_captions(test, generated, nn_captions[:8], os.path.join(workdir, FIGURE),
                 config.objective.generator)
@@ -213,16 +223,21 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
     cells = ["not measured" if v is None else f"{100 * v:.1f}" for v in values]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
 
-  row(f"ours: {generator} (beam {config.objective.beam_size})", "test")
+  row(f"ours: {generator} (beam {config.objective.beam_size}, the paper's decoding)", "test")
+  row(f"ours: {generator}, greedy", "test/greedy")
+  row(f"ours: {generator}, beam {config.objective.beam_size} length-normalised",
+      "test/beam_normalised")
   row("ours: nearest neighbour (trained encoder's features)", "nn/test")
   lines.append("| paper, MSCOCO: RNN (Table 2) | " + " | ".join(
       f"{PAPER_RNN_COCO[k]:.1f}" for k in SCORES) + " |")
   lines.append("| paper, MSCOCO: nearest neighbour (Table 2) | " + " | ".join(
       f"{PAPER_NN_COCO[k]:.1f}" for k in SCORES) + " |")
   ppl = metrics.get("test/perplexity")
-  extra = (f"Test perplexity (teacher forced, all five captions per image): {ppl:.2f}; mean "
-           f"generated length {metrics.get('test/mean_length', float('nan')):.1f} words."
-           if ppl is not None else "")
+  lengths = ", ".join(f"{name} {metrics[key]:.1f}" for name, key in (
+      ("beam", "test/mean_length"), ("greedy", "test/greedy/mean_length"),
+      ("beam length-normalised", "test/beam_normalised/mean_length")) if key in metrics)
+  extra = (f"Test perplexity (teacher forced, all five captions per image): {ppl:.2f}. Mean "
+           f"generated length in words: {lengths}." if ppl is not None else "")
   return ("Scores x 100 on the test split, against all references of each image "
           "(pycocoevalcap BLEU and CIDEr-D; our tokeniser). The paper's rows are MSCOCO, "
           "ours generated scenes: the comparison is the ordering, not the values.\n\n"

@@ -144,7 +144,7 @@ def test_experiment_trains_scores_resumes_and_checks_the_vocabulary(coco_dir, ot
   module, config = _config(coco_dir)
   whole = str(tmp_path / "whole")
   metrics = experiment.run_experiment(module, config, whole, command="test")
-  for prefix in ("test", "nn/test"):
+  for prefix in ("test", "nn/test", "test/greedy", "test/beam_normalised"):
     for key in ("bleu1", "bleu4", "cider"):
       assert np.isfinite(metrics[f"{prefix}/{key}"]), (prefix, key)
   assert 1.0 < metrics["test/perplexity"] < 100.0 and metrics["train/loss"] > 0

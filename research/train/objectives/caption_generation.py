@@ -268,16 +268,24 @@ class Objective(base.Objective):
 
 
 def decoded_captions(objective: Objective, params, split: caption_inputs.CaptionInputSplit,
-                     batch_size: int) -> list[str]:
-  """The generated caption of every image of `split`, in order (host-side loop
-  over its eval batches with the objective's beam settings)."""
-  step = jax.jit(objective.eval_step)
-  state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats={},
-                           opt_state=(), rng=jnp.zeros((2,), jnp.uint32))
+                     batch_size: int, *, beam_size: int | None = None,
+                     length_normalise: bool = False) -> list[str]:
+  """The generated caption of every image of `split`, in order.
+
+  beam_size: default objective.beam_size (1: greedy); length_normalise: rank
+  the beam by mean instead of summed log-probability (off in the paper).
+  """
+  o = objective.config.objective
+
+  @jax.jit
+  def generate(params, images):
+    features = objective.image_features(params, images)
+    return caption_rnn.decode(objective.head, {"params": params}, features,
+                              beam_size=beam_size or o.beam_size, max_len=o.decode_len,
+                              length_normalise=length_normalise).tokens[:, 0]
+
   out = []
   for batch in split.eval_batches(batch_size):
-    got = jax.device_get(step(state, batch))
-    out += [objective.vocabulary.decode(got["tokens"][r])
-            for r in np.flatnonzero(got["mask"] > 0)]
+    tokens = np.asarray(jax.device_get(generate(params, batch["image"])))
+    out += [objective.vocabulary.decode(tokens[r]) for r in np.flatnonzero(batch["mask"] > 0)]
   return out
-
