@@ -32,8 +32,20 @@ Command:
 
   python launch.py --config=experiments/caption_generation.py --workdir=runs/caption_generation
 
-Runtime and result: see results/caption_generation/ and the README row (to be
-filled from the run).
+Runtime and result (2026-11-29, 2 cores shared with other runs, load 14-15):
+about 37 min for the 750 steps and both test evaluations (19-32 images/s; the
+run was stopped after its step-300 checkpoint and resumed, the resumed part
+1,072 s), then about 2 min for the baseline, the other decodings and the
+figure (results/caption_generation/). Test, x 100: multimodal RNN, beam 7,
+BLEU-1..4 62.5 / 46.4 / 36.2 / 27.5, CIDEr-D 19.9 (greedy 64.1 / 50.6 / 36.8 /
+25.9, 15.2); nearest neighbour 62.5 / 48.2 / 36.2 / 27.4, CIDEr-D 70.5;
+test perplexity 4.37. The RNN ties the baseline on BLEU and loses on CIDEr-D
+(0 of 3 claims hold): its captions collapse onto a few generic sentences
+("a picture of a rocket with nothing on it", captions.png) that score on
+BLEU's common n-grams but not on CIDEr's image-specific ones, while the
+baseline returns real sentences of similar scenes. The loss was still falling
+(train 1.53 at step 750); a longer run, or the ImageNet features the paper
+uses, are the obvious next steps.
 
 Arguments (`--config=experiments/caption_generation.py:ARG`):
   (none)  the multimodal RNN on caption_scenes, as above.
@@ -193,6 +205,10 @@ def draw_captions(split: caption_inputs.CaptionInputSplit, generated, nn, path: 
                                   "baseline, first reference")
 
 
+# "Beats" needs a margin of more than one point (x 100): a smaller one is not called a win.
+MARGIN = 0.01
+
+
 def _beats(name: str):
   return lambda m: m[f"test/{name}"] - m[f"nn/test/{name}"]
 
@@ -207,8 +223,8 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
         statement=f"The {generator} generator beats the nearest-neighbour baseline on {label}.",
         paper=f"{label} x 100: RNN {paper[key]} (NN)",
         measure=_beats(key),
-        check=lambda d: d > 0,
-        check_text=f"ours minus the baseline's {label} > 0 (test)",
+        check=lambda d: d > MARGIN,
+        check_text=f"ours minus the baseline's {label} > {MARGIN} (1 point x 100; test)",
         fmt="{:+.4f}"))
   return out
 
