@@ -65,7 +65,7 @@ from research import models
 from research.data import detection_inputs
 from research.eval import detection_plots
 from research.report import Claim
-from research.train import config as config_lib, trainer
+from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import faster_rcnn as objective_lib
 
 PAPER_MAP_VOC07 = 0.699  # Table 3: RPN + Fast R-CNN, VGG-16, shared, VOC 2007 trainval.
@@ -77,42 +77,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.objective = objective_lib.default_objective()
   o = config.objective
   if not arg:
-    config.data.name = "detection_scenes"
-    config.data.eval_split = "test"
-    config.model.name = "faster_rcnn_small"
-    o.scale = o.max_size = 128  # The scenes as stored.
-    o.num_rois = 64
+    region_detection.scenes_setting(config, "faster_rcnn_small")
     o.anchor_object_sizes = (12.0, 84.0)  # The scenes' objects: 14-84 px, some smaller.
-    config.batch_size = 4
-    config.eval_batch_size = 50
-    config.num_epochs, config.total_steps = 0.0, 3000
-    config.optimizer.name = "adam"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.eval_every_steps = 1000
-    config.checkpoint_every_steps = 250
-    config.log_every_steps = 50
   elif arg == "voc07":
-    config.data.name = "voc/2007"
-    config.data.train_split = "train+validation"  # VOC 2007 trainval, 5,011 images.
-    config.data.eval_split = "test"
-    config.model.name = "faster_rcnn_vgg16"
-    o.scale, o.max_size = 600, 1000
-    o.num_rois = 128
-    config.batch_size = 1
-    config.eval_batch_size = 1
-    config.num_epochs, config.total_steps = 0.0, 80_000
-    config.optimizer.name = "sgd"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.momentum = 0.9
-    config.optimizer.weight_decay = 5e-4
-    config.optimizer.schedule = "step"
-    config.optimizer.boundaries = (0.75,)  # 60k of 80k.
-    config.optimizer.decay_factor = 0.1
-    config.freeze = "^convs/conv[12]_"
-    config.eval_every_steps = 10_000
-    config.checkpoint_every_steps = 5_000
+    # 1 image and 128 RoIs per mini-batch; 0.001 for 60k mini-batches, 0.0001 for 20k.
+    region_detection.voc07_setting(config, "faster_rcnn_vgg16", total_steps=80_000,
+                                   batch_size=1, num_rois=128)
   else:
     raise ValueError(f"Unknown argument {arg!r} for experiments/faster_rcnn.py; use '' or "
                      "'voc07'.")
@@ -139,16 +109,11 @@ def draw_detections(config, state, path: str, num: int = 8) -> str:
   split = detection_inputs.open_detection_inputs(
       config.data, config.data.eval_split, scale=o.scale, max_size=o.max_size,
       max_objects=o.max_objects, flip=False)
-  num = min(num, len(split))
   objective = objective_lib.Objective(config, split, 1, os.path.dirname(path))
-  out = jax.device_get(jax.jit(objective.eval_step)(state, next(split.eval_batches(num))))
-  dets = []
-  for i, d in enumerate(objective_lib.post.to_host(out["detections"])):
-    dets.append({**d, "boxes": d["boxes"] / float(out["scale"][i])})
-  return detection_plots.scene_grid(split.examples(num), split.class_names, path,
-                                    detections=dets, title=f"{config.data.name}"
-                                    f"[{config.data.eval_split}]: ground truth (solid), "
-                                    "detections (dashed)")
+  return detection_plots.detector_figure(
+      objective.eval_step, state, split, path, num=num,
+      title=f"{config.data.name}[{config.data.eval_split}]: ground truth (solid), "
+            "detections (dashed)")
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:

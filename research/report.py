@@ -9,6 +9,24 @@ import math
 import os
 
 
+class NotMeasured(Exception):
+  """Raised by a claim's measure function when its number cannot be had; the
+  message (e.g. "run experiments/rcnn.py into runs/rcnn first") becomes the
+  claim's verdict "not measured: <message>"."""
+
+
+def compared_run(workdir: str, name: str, path: str = "") -> tuple[str, dict | None]:
+  """(folder, its metrics.json or None) of experiment `name`'s run that a claim compares
+  with: `path` (config.compare.<name>), or by default the sibling folder
+  <dirname(workdir)>/<name> (runs/rcnn beside runs/fast_rcnn)."""
+  folder = path or os.path.join(os.path.dirname(os.path.abspath(workdir)), name)
+  try:
+    with open(os.path.join(folder, "metrics.json")) as f:
+      return folder, json.load(f)
+  except FileNotFoundError:
+    return folder, None
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
   """One claim of a paper and the check of it on our measured metrics.
@@ -33,6 +51,8 @@ class Claim:
   def evaluate(self, metrics: dict) -> "ClaimResult":
     try:
       ours = metrics[self.measure] if isinstance(self.measure, str) else self.measure(metrics)
+    except NotMeasured as e:
+      return ClaimResult(self, None, None, f"not measured: {e}")
     except KeyError as e:
       return ClaimResult(self, None, None, f"not measured (missing metric {e})")
     if ours is None or (isinstance(ours, float) and math.isnan(ours)):

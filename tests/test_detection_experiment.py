@@ -2,26 +2,19 @@
 faster_rcnn objective end to end through experiments/faster_rcnn.py, exact resume
 after SIGKILL, and bad anchor configs stopped before any work."""
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import jax
 import numpy as np
 import pytest
 
 from research.data import detection, detection_inputs, pipeline
-from research.errors import ConfigError
-from research.launch import experiment
-from research.train import checkpoint, objectives, trainer
+from research.train import objectives
 from research.train.objectives import faster_rcnn as objective_lib
-from tests.conftest import ROOT, final_params
+from tests import detection_runs
 from tests.test_detection_data import _build, _mock_voc, _scenes_root, _voc_record
 
-SCENES_MEAN, SCENES_STD = (0.4667, 0.3944, 0.3717), (0.2479, 0.2129, 0.2174)
 # A seconds-long budget: few proposals (the NMS loops dominate compilation), 4 steps.
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
         "eval_batch_size": 8, "objective.num_rois": 16, "optimizer.warmup_steps": 0,
@@ -30,19 +23,11 @@ TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
 
 
 def load():
-  spec = importlib.util.spec_from_file_location(
-      "faster_rcnn_experiment", os.path.join(ROOT, "experiments", "faster_rcnn.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return detection_runs.load("faster_rcnn")
 
 
 def tiny_config(data_root: str, **overrides):
-  from research.train import config as config_lib
-  config = load().get_config()
-  config.data.name, config.data.data_dir = "scenes_tiny", data_root
-  config.data.mean, config.data.std = SCENES_MEAN, SCENES_STD
-  return config_lib.override(config, {**TINY, **overrides})
+  return detection_runs.scenes_config("faster_rcnn", data_root, TINY, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +103,7 @@ def test_the_objective_is_registered_and_both_configs_validate():
 ])
 def test_bad_configs_stop_before_any_work_with_one_line(tmp_path, overrides, match):
   config = tiny_config(str(tmp_path / "no_data"), **overrides)
-  workdir = tmp_path / "run"
-  with pytest.raises(ConfigError, match=match) as e:
-    experiment.run_experiment(load(), config, str(workdir), command="test")
-  assert "\n" not in str(e.value)
-  assert not workdir.exists() or not os.listdir(workdir)
+  detection_runs.assert_stops_before_work(load(), config, tmp_path / "run", match)
 
 
 def test_claims_read_the_right_metrics():
@@ -136,39 +117,12 @@ def test_claims_read_the_right_metrics():
 
 # --- End to end: train, evaluate, report, resume after SIGKILL -------------------------
 
-_RUN_SCRIPT = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {root!r})
-    from research.launch import experiment
-    from research.train import trainer
-    from tests.test_detection_experiment import load, tiny_config
-    if {report!r}:
-      experiment.run_experiment(load(), tiny_config({data!r}), {workdir!r}, command="test")
-    else:
-      trainer.train(tiny_config({data!r}), {workdir!r})
-""")
-
-
-def _run(workdir, data, cache, *, report=True, kill_at=None):
-  """The tiny run in a subprocess. The three runs of the test share a persistent
-  compilation cache: compiling the detector's steps is most of their time."""
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-  if kill_at is not None:
-    env[trainer._KILL_AT_STEP_ENV] = str(kill_at)
-  script = _RUN_SCRIPT.format(root=ROOT, data=data, workdir=workdir, report=report)
-  return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                        cwd=ROOT)
+_MODULE = "tests.test_detection_experiment"  # Its load() and tiny_config(), for the runs.
 
 
 def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
-  result = _run(killed, scenes, cache, kill_at=3)
-  assert result.returncode == -9, result.stderr[-3000:]
-  assert checkpoint.load_arrays(killed)[0] == 2  # Killed after step 3: 4 never reached.
-
-  result = _run(killed, scenes, cache)  # Same workdir: resumes, evaluates, reports.
-  assert result.returncode == 0, result.stderr[-3000:]
+  detection_runs.kill_then_resume(_MODULE, killed, scenes, cache)
   rows = [json.loads(l) for l in open(os.path.join(killed, "metrics.jsonl"))]
   metrics = {k: v for r in rows for k, v in r.items()}
   assert metrics["step"] == 4
@@ -179,12 +133,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert "VOC07 mAP@0.5" in report and "69.9% mAP" in report
   assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
 
-  result = _run(straight, scenes, cache, report=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  step_a, params_a = final_params(straight)
-  step_b, params_b = final_params(killed)
-  assert step_a == step_b == 4
-  jax.tree.map(np.testing.assert_array_equal, params_a, params_b)  # Bit for bit.
+  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes, cache)
 
 
 def test_the_interface_the_trainer_reads(scenes):

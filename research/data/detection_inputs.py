@@ -17,6 +17,14 @@ for a jitted step (S = the padded side, M = the most objects per image):
   eval batches also: difficult, crowd bool [B, M], scale float32 [B]
               (rescaled / original pixels), mask float32 [B] (0 for padding rows)
 
+With `proposals` (a proposals.SplitProposals of P slots: Fast R-CNN's
+selective search boxes, cached per image), batches also hold
+  proposals       float32 [B, P, 4]: the image's proposals in selective
+                  search's rank order, rescaled (and flipped) as its boxes
+  proposal_mask   bool [B, P]: a real proposal (False: padding, zeros)
+  eval batches also: proposal_seconds float32 [B], the seconds selective
+                  search took on the image (as stored in the cache)
+
 Scale: Fast R-CNN §3 and Faster R-CNN §3.3 rescale each image so that its
 shorter side is 600 pixels, capped at 1000 for the longer side; here that is
 (`scale`, `max_size`), and every batch is padded to max_size x max_size so
@@ -34,7 +42,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from research.data import detection, pipeline
+from research.data import detection, pipeline, proposals as proposals_lib
 
 
 def rescaled_hw(hw: tuple[int, int], scale: int, max_size: int) -> tuple[tuple[int, int], float]:
@@ -58,17 +66,21 @@ class DetectionInputSplit(pipeline.InputSplit):
     max_objects: M, the ground-truth slots per image (>= split.max_objects).
     flip: flip training images horizontally with probability 0.5.
     indices: the examples of `split` used (default all), e.g. `take`'s.
+    proposals: proposals.SplitProposals of this split, or None (no proposals
+      in the batches).
 
   Raises ValueError when the split has more objects in an image than max_objects.
   """
 
   def __init__(self, split: detection.DetectionSplit, scale: int, max_size: int,
-               max_objects: int, flip: bool = True, indices=None):
+               max_objects: int, flip: bool = True, indices=None,
+               proposals: proposals_lib.SplitProposals | None = None):
     if split.max_objects > max_objects:
       raise ValueError(f"{split.what} has an image with {split.max_objects} objects, more than "
                        f"max_objects={max_objects}.")
     self.split, self.scale, self.max_size = split, scale, max_size
     self.max_objects, self.flip = max_objects, flip
+    self.proposals = proposals
     self.indices = np.arange(len(split)) if indices is None else np.asarray(indices)
     self.class_names = split.class_names
     self.image_shape = self.eval_image_shape = (max_size, max_size, 3)
@@ -78,7 +90,7 @@ class DetectionInputSplit(pipeline.InputSplit):
 
   def take(self, n: int) -> "DetectionInputSplit":
     return DetectionInputSplit(self.split, self.scale, self.max_size, self.max_objects,
-                               self.flip, self.indices[:n])
+                               self.flip, self.indices[:n], self.proposals)
 
   def examples(self, n: int) -> list[detection.DetectionExample]:
     """The first n examples as stored (original pixels), e.g. for figures."""
@@ -90,23 +102,37 @@ class DetectionInputSplit(pipeline.InputSplit):
   def _read(self, rows, rngs, training: bool = False) -> dict[str, np.ndarray]:
     """The batch of examples self.indices[rows]; rngs: one generator per row
     (flips), or None for no flip."""
-    examples = self.split.examples(self.indices[np.asarray(rows)])
+    example_indices = self.indices[np.asarray(rows)]
+    examples = self.split.examples(example_indices)
     b, m, s = len(examples), self.max_objects, self.max_size
     out = {"image": np.zeros((b, s, s, 3), np.uint8),
            "image_hw": np.zeros((b, 2), np.float32),
            "boxes": np.zeros((b, m, 4), np.float32), "labels": np.zeros((b, m), np.int32),
            "gt_mask": np.zeros((b, m), bool), "difficult": np.zeros((b, m), bool),
            "crowd": np.zeros((b, m), bool), "scale": np.zeros((b,), np.float32)}
+    if self.proposals is not None:
+      p = self.proposals.count
+      out.update(proposals=np.zeros((b, p, 4), np.float32),
+                 proposal_mask=np.zeros((b, p), bool),
+                 proposal_seconds=np.zeros((b,), np.float32))
     for i, e in enumerate(examples):
       (h, w), factor = rescaled_hw(e.image.shape[:2], self.scale, self.max_size)
       image = e.image
       if (h, w) != image.shape[:2]:
         image = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
       # Box edges scale with the image's own factors per axis (its sides were rounded).
-      boxes = e.boxes * np.array([h / e.image.shape[0], w / e.image.shape[1]] * 2, np.float32)
-      if rngs is not None and self.flip and rngs[i].random() < 0.5:
+      factors = np.array([h / e.image.shape[0], w / e.image.shape[1]] * 2, np.float32)
+      boxes = e.boxes * factors
+      flipped = rngs is not None and self.flip and rngs[i].random() < 0.5
+      if flipped:
         image = image[:, ::-1]
-        boxes = np.stack([boxes[:, 0], w - boxes[:, 3], boxes[:, 2], w - boxes[:, 1]], axis=-1)
+        boxes = _flip(boxes, w)
+      if self.proposals is not None:
+        found = self.proposals.get(int(example_indices[i]), e.image)
+        boxes_p = found.boxes[:self.proposals.count] * factors
+        out["proposals"][i], out["proposal_mask"][i] = proposals_lib.pad_proposals(
+            _flip(boxes_p, w) if flipped else boxes_p, self.proposals.count)
+        out["proposal_seconds"][i] = found.seconds
       k = len(e.labels)
       out["image"][i, :h, :w] = image
       out["image_hw"][i] = h, w
@@ -115,7 +141,8 @@ class DetectionInputSplit(pipeline.InputSplit):
       out["gt_mask"][i, :k] = ~(e.difficult | e.crowd) if training else True
       out["scale"][i] = factor
     if training:
-      del out["difficult"], out["crowd"], out["scale"]
+      for key in ("difficult", "crowd", "scale", "proposal_seconds"):
+        out.pop(key, None)
     return out
 
   def train_batches(self, batch_size, seed, start_step=0, *, process_index=0,
@@ -146,14 +173,27 @@ class DetectionInputSplit(pipeline.InputSplit):
               "gt_mask": ((m,), bool), "difficult": ((m,), bool), "crowd": ((m,), bool),
               "scale": ((), np.float32),
               "mask": ((), np.float32)}
+    if self.proposals is not None:
+      p = self.proposals.count
+      shapes.update(proposals=((p, 4), np.float32), proposal_mask=((p,), bool),
+                    proposal_seconds=((), np.float32))
     return {k: ((batch_size, *shape), dtype) for k, (shape, dtype) in shapes.items()}
 
+def _flip(boxes: np.ndarray, width: float) -> np.ndarray:
+  """Boxes [K, 4] of an image `width` pixels wide, mirrored left-right."""
+  return np.stack([boxes[:, 0], width - boxes[:, 3], boxes[:, 2], width - boxes[:, 1]], axis=-1)
+
+
 def open_detection_inputs(data, split: str, *, scale: int, max_size: int, max_objects: int,
-                          flip: bool = True) -> DetectionInputSplit:
-  """config.data's detection dataset, split `split`, as a DetectionInputSplit.
+                          flip: bool = True,
+                          proposals: proposals_lib.SplitProposals | None = None
+                          ) -> DetectionInputSplit:
+  """config.data's detection dataset, split `split`, as a DetectionInputSplit
+  (with `proposals`, see DetectionInputSplit).
 
   max_objects 0: the split's own largest count. Raises what
   detection.open_detection raises (bad annotations, an unprepared dataset).
   """
   opened = detection.open_detection(data.name, split, data.data_dir, download=data.download)
-  return DetectionInputSplit(opened, scale, max_size, max_objects or opened.max_objects, flip)
+  return DetectionInputSplit(opened, scale, max_size, max_objects or opened.max_objects, flip,
+                             proposals=proposals)

@@ -198,3 +198,44 @@ def pad_proposals(boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]
   out = np.zeros((size, 4), np.float32)
   out[:len(boxes)] = boxes
   return out, np.arange(size) < len(boxes)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitProposals:
+  """The cached proposals of one dataset split, as the detectors' input split reads them.
+
+  cache: where they live (computed on a miss); dataset, split: the cache key's
+  names (config.data.name and the split's name); count: the slots per image
+  in a batch (boxes beyond it, in selective search's rank order, are dropped;
+  fewer are padded with a mask).
+  """
+  cache: ProposalCache
+  dataset: str
+  split: str
+  count: int
+
+  def get(self, index: int, image) -> Proposals:
+    """Example `index`'s proposals (original pixels), read or computed."""
+    return self.cache.get(self.dataset, self.split, index, image)
+
+  def missing(self, indices) -> list[int]:
+    """The example indices among `indices` with no cache entry yet."""
+    return [int(i) for i in indices
+            if not os.path.exists(self.cache.path(self.dataset, self.split, int(i)))]
+
+  def precompute(self, read_image, indices, log=print, every_s: float = 30.0) -> int:
+    """Fills the cache for `indices` (read_image(index) -> uint8 [H, W, 3]),
+    logging progress with rate and time left about every `every_s` seconds;
+    returns how many were computed (entries present are skipped, so a killed
+    run resumes where it stopped)."""
+    todo = self.missing(indices)
+    start = last = time.perf_counter()
+    for done, index in enumerate(todo, start=1):
+      self.get(index, read_image(index))
+      now = time.perf_counter()
+      if now - last >= every_s or done == len(todo):
+        rate = done / (now - start)
+        log(f"selective search {self.dataset}[{self.split}]: {done}/{len(todo)} images, "
+            f"{rate:.1f} images/s, {(len(todo) - done) / rate:.0f} s left")
+        last = now
+    return len(todo)

@@ -8,11 +8,13 @@ with the class name above the box; detections dashed, with "name score".
       --num=16 --out=results/detection_scenes/test_scenes.png
 """
 
+import jax
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 import numpy as np
 
 from research.eval import plots
+from research.models import detection_postprocess as post
 
 _GT_COLOUR, _DET_COLOUR = "#00ff66", "#ff3355"
 
@@ -60,6 +62,24 @@ def scene_grid(examples, class_names, path: str, *, detections=None, ncols: int 
     fig.suptitle(title, fontsize=9)
   fig.tight_layout()
   return plots.save(fig, path)
+
+
+def detector_figure(eval_step, state, split, path: str, *, num: int = 8,
+                    title: str | None = None, score_threshold: float = 0.5) -> str:
+  """The first `num` images of a detection input split (detection_inputs.
+  DetectionInputSplit) with their ground truth and a detector's detections
+  (score >= score_threshold), as scene_grid draws them; returns path.
+
+  eval_step: a region objective's (state, batch) -> {"detections" (leading [B]
+  axis, detection_postprocess.detect's), "scale" [B], ...}, in the rescaled
+  pixels of the batch; the boxes are mapped back to the stored images'.
+  """
+  num = min(num, len(split))
+  out = jax.device_get(jax.jit(eval_step)(state, next(split.eval_batches(num))))
+  dets = [{**d, "boxes": d["boxes"] / float(out["scale"][i])}
+          for i, d in enumerate(post.to_host(out["detections"]))]
+  return scene_grid(split.examples(num), split.class_names, path, detections=dets, title=title,
+                    score_threshold=score_threshold)
 
 
 def main(argv):

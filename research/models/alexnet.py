@@ -49,7 +49,7 @@ class AlexNet(nn.Module):
   """AlexNet. Input float [B, H, W, C] (227x227x3 for the paper's shapes).
 
   Returns logits [B, num_classes] and features conv1..conv5 (after ReLU,
-  before LRN and pooling) and fc6, fc7.
+  before LRN and pooling), pool5 (fc6's input map) and fc6, fc7.
 
   `dense=True` (apply only, with the trained parameters): the FC layers run as
   convolutions (fc6 a 6 x 6 conv at the paper's sizes, fc7 and fc8 1 x 1,
@@ -114,6 +114,7 @@ class AlexNet(nn.Module):
                            name=f"pool{i}")(x)
     if self.pooled_size is not None and not dense:
       x = common.AdaptiveAvgPool(self.pooled_size, name="avgpool")(x)
+    features["pool5"] = x  # fc6's input: R-CNN's box regressors read it (appendix C).
     logits = common.classifier(x, features, widths=(self.fc_width,) * 2,
                                num_classes=self.num_classes, dropout=self.dropout,
                                train=train, dropout_first=self.dropout_first,

@@ -83,6 +83,28 @@ def warp_regions(image, boxes, output_size: int, context: float = CONTEXT_PADDIN
   return jax.vmap(one)(scale, translation)
 
 
+def warp_pixels(image, boxes, output_size: int, context: float, fill):
+  """`warp_regions` on a uint8 image, as uint8 crops a classifier reads (R-CNN §2.1, appendix A).
+
+  The part of a dilated box beyond the image reads `fill`, R-CNN's image mean
+  (warp_regions fills 0 after mean subtraction; this warps image - fill and
+  adds fill back). Fine-tuning batches and test-time regions both come from
+  here, so the network sees the same warps in training and at test.
+
+  Args:
+    image: uint8 (or float in 0..255) [H, W, C].
+    boxes: float [N, 4] pixels [ymin, xmin, ymax, xmax].
+    output_size: static int S; context: pixels of warped context per side.
+    fill: float [C] in 0..255, the colour outside the image.
+
+  Returns:
+    uint8 [N, S, S, C], rounded.
+  """
+  fill = jnp.asarray(fill, jnp.float32)
+  warped = warp_regions(jnp.asarray(image, jnp.float32) - fill, boxes, output_size, context)
+  return jnp.clip(jnp.round(warped + fill), 0, 255).astype(jnp.uint8)
+
+
 def region_features(apply_fn, image, boxes, output_size: int, context: float = CONTEXT_PADDING,
                     layer: str = "fc7"):
   """The CNN's `layer` activations for each warped region (R-CNN §2.1 "Feature extraction").

@@ -204,7 +204,11 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     return {f"{prefix}/{k}": v
             for k, v in objective.eval_metrics(jax.device_get(sums)).items()}
 
+  eval_seconds = 0.0  # Evaluation time inside the loop: not training time.
+
   def run_evals(step: int) -> dict:
+    nonlocal eval_seconds
+    eval_start = time.time()
     results = {}
     for prefix, split_data in eval_splits.items():
       results.update(evaluate(split_data, prefix))
@@ -214,6 +218,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
       writer.write(step, results)
       logging.info("eval at step %d: %s", step,
                    ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    eval_seconds += time.time() - eval_start
     return results
 
   # --- Loop ----------------------------------------------------------------
@@ -242,6 +247,16 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     means.update({f"train/{k}": v for k, v in objective.train_extras(step).items()})
     return means
 
+  loop_start = time.time()
+  # Training seconds of the earlier invocations of a resumed run, up to its checkpoint.
+  logged = [v for s, v in zip(*metrics_lib.series(workdir, "train_time_s")) if s <= start_step]
+  prior_train_s = logged[-1] if start_step and logged else 0.0
+
+  def train_seconds() -> float:
+    """The run's training steps so far (compilation included), without the evaluations,
+    opening the inputs (dataset preparation, proposals) and what came before."""
+    return prior_train_s + time.time() - loop_start - eval_seconds
+
   if start_step == 0 and objective.evaluate_at_start:
     last_eval = run_evals(0)
   for step in range(start_step + 1, total_steps + 1):
@@ -262,6 +277,7 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
     if preempted or _every(step, checkpoint_every, total_steps):
       last_train = flush_train_metrics(step)  # Never checkpoint a NaN state.
       ckpt.save(step, state)
+      writer.write(step, {"train_time_s": train_seconds()})  # Read back on resume.
     if preempted:
       ckpt.close()
       writer.close()
@@ -281,5 +297,6 @@ def _train(config, workdir: str, guard: workdir_lib.RunGuard, train_data, eval_f
       "epochs": total_steps / max(steps_per_epoch, 1),
       "num_params": num_params,
       "wall_time_s": time.time() - start_time,
+      "train_time_s": train_seconds(),
       "train_images_per_s": progress.images_per_second(total_steps),
   })

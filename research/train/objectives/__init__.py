@@ -18,6 +18,12 @@ the objective's own keys sit beside the name in `config.objective`:
                   the Fast R-CNN head on a detection dataset, VOC 2007 mAP
                   and COCO AP as its evaluation (keys: scale, max_size,
                   num_rois, rpn_batch_size, ...).
+  rcnn_finetune   R-CNN's fine-tuning (Girshick et al. 2014, §2.3): the
+                  classification objective on warped proposals, K + 1 classes
+                  (keys: config.rcnn, config.proposals; experiments/rcnn.py).
+  fast_rcnn       Girshick 2015's Fast R-CNN head trained on cached
+                  selective-search proposals carried in the batches (keys:
+                  scale, max_size, num_rois, num_proposals, proposals, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass
