@@ -1,11 +1,11 @@
-"""BLEU, CIDEr-D by hand; the nearest-neighbour baseline (research/eval/caption_metrics.py, #17)."""
+"""BLEU, CIDEr-D by hand; the nearest-neighbour baseline (research/train/caption_metrics.py, #17)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from research.eval import caption_metrics as cm
+from research.train import caption_metrics as cm
 
 REFS = ["a red cube is left of the blue ball", "A blue ball."]
 CANDIDATE = "A red cube, left of a blue ball."

@@ -460,3 +460,25 @@ def results_table(row_names: Sequence[str], col_names: Sequence[str], ours, pape
   if title:
     fig.suptitle(textwrap.fill(title, 20 + 16 * len(col_names)), fontsize=8)
   return save(fig, path, tight=True)
+
+
+def caption_grid(images, captions: Sequence[Sequence[tuple[str, str]]], path: str, *,
+                 cols: int = 4, title: str = "") -> str:
+  """Images with captions under each (Karpathy & Fei-Fei 2015, Fig. 5-style samples).
+
+  images: N uint8 [H_i, W_i, 3] (sizes may differ); captions: per image, (label, sentence) pairs,
+  e.g. [("RNN", generated), ("ref", a reference)], drawn as "label: sentence".
+  """
+  n = len(images)
+  rows = max(1, -(-n // cols))
+  fig = Figure(figsize=(3.0 * cols, 3.6 * rows + (0.3 if title else 0.0)), dpi=120)
+  for i in range(n):
+    ax = fig.add_subplot(rows, cols, i + 1)
+    ax.imshow(np.asarray(images[i]), interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    text = "\n".join(textwrap.fill(f"{label}: {sentence}", 44) for label, sentence in captions[i])
+    ax.set_xlabel(text, fontsize=6.5, loc="left")
+  if title:
+    fig.suptitle(textwrap.fill(title, 40 * cols), fontsize=9)
+  return save(fig, path, tight=True)

@@ -52,12 +52,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.total_steps = 0
 
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adam"          # sgd | adam | adamw
+  c.optimizer.name = "adam"          # sgd | adam | adamw | rmsprop
   c.optimizer.learning_rate = 1e-3
   c.optimizer.momentum = 0.9         # sgd
   c.optimizer.nesterov = False       # sgd
   c.optimizer.b1 = 0.9               # adam, adamw
-  c.optimizer.b2 = 0.999
+  c.optimizer.b2 = 0.999             # adam, adamw; rmsprop: its decay
   c.optimizer.weight_decay = 0.0
   c.optimizer.schedule = "constant"  # constant | cosine | step | exponential (train/optim.py)
   c.optimizer.warmup_steps = 0

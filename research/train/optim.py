@@ -5,7 +5,7 @@ import optax
 
 from research.errors import require
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "exponential")
 WARMUPS = ("linear", "constant")
 
@@ -90,6 +90,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int):
 
   SGD follows AlexNet §5: momentum 0.9 and weight decay added to the gradient
   (L2 on all parameters, as the paper's update rule has it); AdamW decouples it.
+  RMSprop (Tieleman & Hinton 2012; Karpathy & Fei-Fei 2015 §3.3's generator):
+  the running mean of squared gradients decays by b2 (as Adam's second moment;
+  neuraltalk's decay_rate 0.999), eps 1e-8, no momentum.
   """
   schedule = make_schedule(config, total_steps)
   if config.name == "sgd":
@@ -102,6 +105,10 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int):
         optax.adam(schedule, b1=config.b1, b2=config.b2))
   elif config.name == "adamw":
     tx = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
+  elif config.name == "rmsprop":
+    tx = optax.chain(
+        optax.add_decayed_weights(config.weight_decay) if config.weight_decay else optax.identity(),
+        optax.rmsprop(schedule, decay=config.b2, eps=1e-8))
   else:
     raise ValueError(f"config.optimizer.name={config.name!r}; choose one of {OPTIMIZERS}.")
   return tx, schedule

@@ -27,6 +27,10 @@ the objective's own keys sit beside the name in `config.objective`:
   caption_alignment  Karpathy & Fei-Fei 2015's image-sentence alignment model
                   on its ranking loss (eq. 9), retrieval R@K as its
                   evaluation (keys: regions, detector_workdir, num_regions, ...).
+  caption_generation  Karpathy & Fei-Fei 2015's multimodal RNN (or an LSTM):
+                  teacher-forced cross-entropy; beam-search captions scored
+                  with BLEU-1..4 and CIDEr-D as its evaluation (keys:
+                  generator, encoder, beam_size, grad_clip, ...).
 
 A module `research/train/objectives/<name>.py` defines `validate_config(config)`
 (raises ValueError naming the key, before any work) and `Objective`, a subclass

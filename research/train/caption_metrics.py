@@ -2,7 +2,8 @@
 
 The scores are those of the COCO caption evaluator behind Karpathy & Fei-Fei
 2015's generation tables (Table 2), through `pycocoevalcap`, using only its
-scorers that need no Java:
+scorers that need no Java (here in research/train, beside detection_metrics.py,
+because the caption_generation objective scores its evaluations with it):
 
 - BLEU-n (Papineni et al. 2002): corpus-level, clipped n-gram precisions up to
   n combined by their geometric mean, times the brevity penalty exp(1 - r/c)
