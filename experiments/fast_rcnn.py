@@ -79,12 +79,12 @@ import jax
 import ml_collections
 import numpy as np
 
-from research import models
+from research import models, report
 from research.data import detection_inputs
 from research.eval import detection_plots
 from research.errors import require
 from research.models import detection as detection_models
-from research.report import Claim, NotMeasured, compared_run
+from research.report import Claim, NotMeasured
 from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import fast_rcnn as objective_lib
 
@@ -196,14 +196,8 @@ def measure_svd_and_time(config, state, workdir: str, metrics: dict) -> dict:
 
 
 def compared_metrics(config, workdir: str) -> dict:
-  """The compared runs' metrics as "<name>/<metric>", and "compare/<name>": the folder read."""
-  out = {}
-  for name in COMPARED:
-    folder, found = compared_run(workdir, name, config.compare[name])
-    out[f"compare/{name}"] = folder
-    out.update({f"{name}/{k}": v for k, v in (found or {}).items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)})
-  return out
+  """The compared runs' metrics (report.compared_metrics of config.compare)."""
+  return report.compared_metrics(workdir, config.compare)
 
 
 def draw_detections(config, state, path: str, num: int = 8) -> str:

@@ -73,11 +73,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from research import models
+from research import models, report
 from research.data import detection_inputs
 from research.data import proposals as proposal_lib
 from research.eval import detection_plots, faster_rcnn_measures, proposal_recall
-from research.report import Claim, NotMeasured, compared_run
+from research.report import Claim, NotMeasured
 from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import faster_rcnn as objective_lib
 
@@ -176,14 +176,8 @@ def measure_recall(config, objective, state, split, path: str) -> dict:
 
 
 def compared_metrics(config, workdir: str) -> dict:
-  """The compared runs' metrics as "<name>/<metric>", and "compare/<name>": the folder read."""
-  out = {}
-  for name in COMPARED:
-    folder, found = compared_run(workdir, name, config.compare[name])
-    out[f"compare/{name}"] = folder
-    out.update({f"{name}/{k}": v for k, v in (found or {}).items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)})
-  return out
+  """The compared runs' metrics (report.compared_metrics of config.compare)."""
+  return report.compared_metrics(workdir, config.compare)
 
 
 def draw_detections(config, state, path: str, num: int = 8) -> str:

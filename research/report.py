@@ -27,6 +27,20 @@ def compared_run(workdir: str, name: str, path: str = "") -> tuple[str, dict | N
     return folder, None
 
 
+def compared_metrics(workdir: str, compare) -> dict:
+  """The metrics of the runs a report compares with (config.compare: {experiment
+  name: workdir or ""}, see `compared_run`), as "<name>/<metric>", plus
+  "compare/<name>": the folder read. A run not there adds no metrics, so its
+  claims say "not measured"."""
+  out = {}
+  for name in compare:
+    folder, found = compared_run(workdir, name, compare[name])
+    out[f"compare/{name}"] = folder
+    out.update({f"{name}/{k}": v for k, v in (found or {}).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
   """One claim of a paper and the check of it on our measured metrics.
