@@ -37,6 +37,9 @@ _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Where checkpoints, metrics and report.md go (default: "
     "runs/<experiment>[_<arg>]). An existing workdir resumes.")
 _LIST = flags.DEFINE_bool("list", False, "List the experiments and exit.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Write --workdir's report.md again from its metrics.json, reading "
+    "the runs its claims compare with (--config.compare.<name>) again; no training.")
 _SUMMARY = flags.DEFINE_string(
     "summary", None, "Print a model summary (shapes, parameters, activations, MACs) and "
     "exit: a model name, or 'config' for --config's model.", )
@@ -219,7 +222,10 @@ def main(argv):
   refusals = (errors.ConfigError, errors.DataNotFound, workdir_lib.WorkdirBusy,
               checkpoint.CheckpointError, FloatingPointError)
   try:
-    experiment.run_experiment(module, _CONFIG.value, workdir)
+    if _REPORT_ONLY.value:
+      experiment.rewrite_report(module, _CONFIG.value, workdir)
+    else:
+      experiment.run_experiment(module, _CONFIG.value, workdir)
   except refusals as e:
     logging.debug("Stopped by", exc_info=True)
     sys.exit(f"FATAL: {e}")

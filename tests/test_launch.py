@@ -62,6 +62,12 @@ def test_experiment_runs_end_to_end_and_writes_its_report(data_dir, tmp_path):
   assert {c["source"] for c in claims} >= {"LeCun et al. 1998, §II.B"}
   final = json.loads((workdir / "metrics.json").read_text())  # What other reports compare with.
   assert f"| num_params | {final['num_params']:,} |" in report and 0 < final["test/accuracy"] <= 1
+  # --report_only writes the report again from metrics.json, keeping the run's command.
+  rewritten = launch("--config=experiments/lenet.py", f"--workdir={workdir}", "--report_only")
+  assert rewritten.returncode == 0, rewritten.stderr[-3000:]
+  report = (workdir / "report.md").read_text()
+  assert "\n# report rewritten by: " in report and "--config.num_epochs=2" in report
+  assert json.loads((workdir / "metrics.json").read_text()) == final
   # Running it again resumes the finished run instead of training again.
   again = launch("--config=experiments/lenet.py", f"--workdir={workdir}",
                  "--config.data.train_split=train[:2048]", "--config.data.eval_split=test[:512]",

@@ -9,8 +9,10 @@ An experiment module (experiments/<paper>.py) defines
                                   (what was measured how, why a claim fails here).
 """
 
+import contextlib
 import glob
 import importlib.util
+import json
 import os
 import shlex
 import sys
@@ -18,7 +20,7 @@ import types
 
 import jax
 
-from research import report
+from research import errors, report
 from research.train import trainer
 
 EXPERIMENTS_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "experiments")
@@ -67,14 +69,50 @@ def run_experiment(module: types.ModuleType, config, workdir: str,
   metrics = run(config, workdir)
   if jax.process_index() != 0:  # Multi-host: one report per run, not one per process.
     return metrics
+  _write_report(module, config, workdir, metrics, command or command_line())
+  return metrics
+
+
+def rewrite_report(module: types.ModuleType, config, workdir: str) -> dict:
+  """Writes `workdir`'s report again from its metrics.json, without training or
+  evaluating: the claims and notes of `module` under `config`, with the runs in
+  config.compare read again (e.g. a compared detector that finished later).
+  The report keeps the command that made the run and adds this one's.
+
+  Raises:
+    errors.ConfigError: `workdir` holds no metrics.json (no finished run).
+  """
+  path = os.path.join(workdir, "metrics.json")
+  if not os.path.exists(path):
+    raise errors.ConfigError(f"--report_only: {path} does not exist; run the experiment into "
+                             f"--workdir={workdir} first.")
+  with open(path) as f:
+    metrics = json.load(f)
+  if "compare" in config:
+    compared = tuple(config.compare)
+    metrics = {k: v for k, v in metrics.items()
+               if k.split("/")[0] not in compared + ("compare",)}
+    metrics.update(report.compared_metrics(workdir, config.compare))
+  command = command_line()
+  with contextlib.suppress(FileNotFoundError), open(os.path.join(workdir, "report.md")) as f:
+    old = f.read().split("```\n")  # The first fenced block holds the run's own command(s).
+    if len(old) > 2:
+      command = (old[1].strip().split("\n# report rewritten by:")[0]
+                 + f"\n# report rewritten by: {command}")
+  _write_report(module, config, workdir, metrics, command)
+  return metrics
+
+
+def _write_report(module, config, workdir: str, metrics: dict, command: str) -> None:
+  if jax.process_index() != 0:  # Multi-host: one report per run, not one per process.
+    return
   results = report.evaluate_claims(module.claims(config) if hasattr(module, "claims") else [],
                                    metrics)
   title = (module.__doc__ or module.__name__).strip().splitlines()[0]
   notes = module.notes(config, metrics) if hasattr(module, "notes") else ""
-  path = report.write_report(workdir, title=title, command=command or command_line(),
+  path = report.write_report(workdir, title=title, command=command,
                              metrics=metrics, results=results, notes=notes)
   for r in results:
     print(f"[{r.verdict}] {r.claim.source}: {r.claim.statement} paper {r.claim.paper}, "
           f"ours {r.ours_text()} ({r.claim.check_text})")
   print(f"Report: {path}")
-  return metrics
