@@ -22,7 +22,6 @@ two sentences of one image in a batch would be ranked against each other.
 """
 
 from collections.abc import Iterator
-import math
 
 import numpy as np
 
@@ -180,13 +179,9 @@ class AlignmentInputSplit(pipeline.InputSplit):
   def eval_batches(self, batch_size, *, process_index=0,
                    process_count=1) -> Iterator[dict[str, np.ndarray]]:
     """One pass in order, the last batch padded (copies of the last example, mask 0)."""
-    rows = pipeline.process_slice(batch_size, process_index, process_count)
-    n = len(self)
-    for b in range(math.ceil(n / batch_size)):
-      idx = np.arange(b * batch_size, (b + 1) * batch_size)[rows]
-      batch = self.eval_batch(np.minimum(idx, n - 1))
-      batch["mask"] = (idx < n).astype(np.float32)
-      yield batch
+    return pipeline.padded_eval_batches(self.eval_batch, len(self), batch_size,
+                                        process_index=process_index,
+                                        process_count=process_count)
 
   def eval_batch_spec(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
     r, c, t = self.num_regions, self.captions_per_image, self.max_len

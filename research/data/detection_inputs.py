@@ -37,7 +37,6 @@ run sees the batches an uninterrupted one would.
 """
 
 from collections.abc import Iterator
-import math
 
 import numpy as np
 from PIL import Image
@@ -158,13 +157,9 @@ class DetectionInputSplit(pipeline.InputSplit):
   def eval_batches(self, batch_size, *, process_index=0,
                    process_count=1) -> Iterator[dict[str, np.ndarray]]:
     """One pass in order, the last batch padded (copies of the last example, mask 0)."""
-    rows = pipeline.process_slice(batch_size, process_index, process_count)
-    n = len(self)
-    for b in range(math.ceil(n / batch_size)):
-      idx = np.arange(b * batch_size, (b + 1) * batch_size)[rows]
-      batch = self._read(np.minimum(idx, n - 1), None)
-      batch["mask"] = (idx < n).astype(np.float32)
-      yield batch
+    return pipeline.padded_eval_batches(lambda idx: self._read(idx, None), len(self), batch_size,
+                                        process_index=process_index,
+                                        process_count=process_count)
 
   def eval_batch_spec(self, batch_size: int) -> dict[str, tuple[tuple[int, ...], type]]:
     s, m = self.max_size, self.max_objects

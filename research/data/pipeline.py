@@ -194,6 +194,20 @@ def train_stream(read: ReadFn, num_examples: int, batch_size: int, seed: int,
                       prefetch=prefetch, num_workers=num_workers)
 
 
+def padded_eval_batches(load_rows: Callable[[np.ndarray], dict], num_examples: int,
+                        batch_size: int, *, process_index: int = 0,
+                        process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+  """One pass in order for splits that build their own batches: `load_rows(idx)`
+  (int [B/P] example indices) for each batch, plus "mask" float32 [B/P], 0 for
+  the padding of the last batch (copies of the last example)."""
+  rows = process_slice(batch_size, process_index, process_count)
+  for b in range(math.ceil(num_examples / batch_size)):
+    idx = np.arange(b * batch_size, (b + 1) * batch_size)[rows]
+    batch = load_rows(np.minimum(idx, num_examples - 1))
+    batch["mask"] = (idx < num_examples).astype(np.float32)
+    yield batch
+
+
 def eval_stream(read: ReadFn, num_examples: int, batch_size: int, *,
                 pp: PPFn | None = None, process_index: int = 0, process_count: int = 1,
                 prefetch: int = 0, num_workers: int = 0) -> Iterator[dict[str, np.ndarray]]:
