@@ -79,19 +79,15 @@ Arguments (`--config=experiments/fast_rcnn.py:ARG`):
           Table 4, proposal time excluded).
 """
 
-import copy
-import os
-
-import jax
 import ml_collections
 import numpy as np
 
 from research import models, report
-from research.data import detection_inputs
-from research.eval import detection_plots
 from research.errors import require
+from research.eval import fast_rcnn_measures
+from research.launch import detectors
 from research.models import detection as detection_models
-from research.report import Claim, NotMeasured
+from research.report import Claim
 from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import fast_rcnn as objective_lib
 
@@ -144,89 +140,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) with the one loop; then times detection with and without
-  truncated SVD, evaluates the SVD detector, reads the compared runs' metrics and
-  draws test scenes with their detections."""
-  result = trainer.train(config, workdir)
-  metrics = dict(result.metrics)
-  if jax.process_index() == 0:
-    metrics.update(measure_svd_and_time(config, result.state, workdir, metrics))
-    metrics.update(compared_metrics(config, workdir))
-    draw_detections(config, result.state, os.path.join(workdir, FIGURE))
-  return metrics
-
-
-def _test_split(config):
-  o = config.objective
-  return detection_inputs.open_detection_inputs(
-      config.data, config.data.eval_split, scale=o.scale, max_size=o.max_size,
-      max_objects=o.max_objects, flip=False,
-      proposals=objective_lib.proposal_source(config, config.data.eval_split))
-
-
-def svd_config(config) -> ml_collections.ConfigDict:
-  """The config of the same detector with fc6/fc7 as truncated SVD (config.svd_ranks)."""
-  svd = copy.deepcopy(config)
-  svd.model.kwargs.svd_ranks = tuple(config.svd_ranks)
-  return svd
-
-
-def measure_svd_and_time(config, state, workdir: str, metrics: dict) -> dict:
-  """Test-time measurements beside the loop's evaluation (metrics: its test/ metrics):
-    test/network_seconds_per_image: the detector on one image (convs, RoI pooling,
-      head, box decoding, NMS), batch 1, after compilation, mean over
-      config.timed_images test images; the better of two passes (the machine is shared);
-    test/seconds_per_image: that plus selective search's stored seconds per image;
-    test/svd/...: the same with fc6/fc7 as rank config.svd_ranks truncated SVD
-      (§3.1), and its mAP and COCO AP on the whole test split;
-    test/svd/time_ratio: SVD's network time / the full network time."""
-  split = _test_split(config)
-  full = objective_lib.Objective(config, split, 1, workdir)
-  svd_cfg = svd_config(config)
-  svd = objective_lib.Objective(svd_cfg, split, 1, workdir)
-  svd_state = state.replace(params=detection_models.truncate_head(
-      state.params, tuple(config.svd_ranks)))
-  svd_metrics = region_detection.evaluate(svd, svd_state, split, config.eval_batch_size)
-  n = min(config.timed_images, len(split))
-  times = {"full": [], "svd": []}
-  for _ in range(2):  # Interleaved, so both see the same load.
-    times["full"].append(region_detection.seconds_per_image(full, state, split, n))
-    times["svd"].append(region_detection.seconds_per_image(svd, svd_state, split, n))
-  net, net_svd = min(times["full"]), min(times["svd"])
-  proposal_s = metrics.get("test/proposal_seconds_per_image", float("nan"))
-  out = {"test/network_seconds_per_image": net, "test/seconds_per_image": net + proposal_s,
-         "test/svd/network_seconds_per_image": net_svd,
-         "test/svd/seconds_per_image": net_svd + proposal_s,
-         "test/svd/time_ratio": net_svd / net, "timed_images": n}
-  out.update({f"test/svd/{k}": v for k, v in svd_metrics.items()
-              if k in ("mAP", "coco_AP", "coco_AP50", "coco_AP75")})
-  return out
-
-
-def compared_metrics(config, workdir: str) -> dict:
-  """The compared runs' metrics (report.compared_metrics of config.compare)."""
-  return report.compared_metrics(workdir, config.compare)
-
-
-def draw_detections(config, state, path: str, num: int = 8) -> str:
-  """The first `num` test images with ground truth and detections of score >=
-  FIGURE_SCORE (the default run's softmax scores stay low: 0.4% of its test
-  detections reach 0.5, so a 0.5 threshold would draw almost none)."""
-  objective = objective_lib.Objective(config, _test_split(config), 1, os.path.dirname(path))
-  return detection_plots.detector_figure(
-      objective.eval_step, state, objective.train_data, path, num=num,
+  truncated SVD, evaluates the SVD detector (research/eval/fast_rcnn_measures.py),
+  reads the compared runs' metrics and draws test scenes with their detections."""
+  def measure(objective, state, split, metrics):
+    return fast_rcnn_measures.svd_and_time(
+        objective, state, split, metrics, svd_ranks=config.svd_ranks,
+        timed_images=config.timed_images, batch_size=config.eval_batch_size)
+  # The default run's softmax scores stay low: 0.4% of its test detections reach
+  # 0.5, so the figure draws those of score >= FIGURE_SCORE.
+  return detectors.train_and_measure(
+      config, workdir, objective_lib.Objective, measure, figure=FIGURE,
       score_threshold=FIGURE_SCORE,
       title=f"{config.data.name}[{config.data.eval_split}]: ground truth (solid), "
             f"detections of score >= {FIGURE_SCORE} (dashed)")
 
 
-def _versus(name: str, combine):
-  """A measure combine(m, theirs) of the metrics m and experiment `name`'s ("<name>/<key>"
-  lookups through theirs(key)); NotMeasured when its metrics.json was not read."""
-  def measure(m):
-    if not any(k.startswith(f"{name}/") for k in m):
-      raise NotMeasured(f"run experiments/{name}.py into {m.get(f'compare/{name}', name)} first")
-    return combine(m, lambda key: m[f"{name}/{key}"])
-  return measure
+compared_metrics = detectors.compared_metrics  # The metrics of the runs config.compare names.
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
@@ -246,29 +175,22 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
             check_text="mAP drops by at most 1 point",
             fmt="{:+.1%}")]
   if config.arg == "voc07":
-    return [Claim(
-        source="Girshick 2015, Table 1",
-        statement="Fast R-CNN with VGG16 reaches 66.9% mAP on VOC 2007 test (trained on VOC "
-                  "2007 trainval).",
-        paper="66.9% mAP",
-        measure="test/mAP",
-        check=lambda m: m >= PAPER_MAP_VOC07 - 0.01,
-        check_text="within 1 point of 66.9%",
-        fmt="{:.1%}")] + svd
+    return [detectors.paper_map_claim(
+        "Girshick 2015, Table 1",
+        "Fast R-CNN with VGG16 reaches 66.9% mAP on VOC 2007 test (trained on VOC 2007 "
+        "trainval).", PAPER_MAP_VOC07)] + svd
   return [
-      Claim(source="Girshick 2015, §2 and Table 1",
-            statement="Fast R-CNN detects objects: on our scenes (no VOC number applies) its "
-                      "VOC-style mAP@0.5 is far above a detector that guesses (about 0).",
-            paper="66.9% mAP (VOC 2007, VGG16)",
-            measure="test/mAP",
-            check=lambda m: m >= 0.2,
-            check_text=">= 20% mAP@0.5 on the test scenes",
-            fmt="{:.1%}"),
+      detectors.scenes_map_claim(
+          "Girshick 2015, §2 and Table 1",
+          "Fast R-CNN detects objects: on our scenes (no VOC number applies) its VOC-style "
+          "mAP@0.5 is far above a detector that guesses (about 0).",
+          "66.9% mAP (VOC 2007, VGG16)", minimum=0.2),
       *svd,
       Claim(source="Girshick 2015, Table 4",
             statement="Fast R-CNN trains faster than R-CNN (all training stages).",
             paper="9x (9.5 h vs 84 h, VGG16)",
-            measure=_versus("rcnn", lambda m, rcnn: rcnn("train_time_s") / m["train_time_s"]),
+            measure=report.versus(
+                "rcnn", lambda m, rcnn: rcnn("train_time_s") / m["train_time_s"]),
             check=lambda r: r > 1.0,
             check_text="R-CNN's train_time_s / ours > 1",
             fmt="{:.1f}x"),
@@ -277,7 +199,7 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
                       "time excluded.",
             paper="213x (0.32 s vs 47.0 s per image, VGG16, K40)",
             # Table 4's test rates exclude the proposals: R-CNN's total minus its proposals.
-            measure=_versus("rcnn", lambda m, rcnn: (
+            measure=report.versus("rcnn", lambda m, rcnn: (
                 rcnn("test/seconds_per_image") - rcnn("test/proposal_seconds_per_image"))
                 / m["test/svd/network_seconds_per_image"]),
             check=lambda r: r >= 10.0,
@@ -286,15 +208,14 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
       Claim(source="Girshick 2015, Table 4",
             statement="... at similar or better mAP.",
             paper="66.9% vs 66.0% mAP (+0.9 points)",
-            measure=_versus("rcnn", lambda m, rcnn: m["test/mAP"] - rcnn("test/mAP")),
+            measure=report.versus("rcnn", lambda m, rcnn: m["test/mAP"] - rcnn("test/mAP")),
             check=lambda d: d >= -0.01,
             check_text="ours - R-CNN's mAP >= -1 point",
             fmt="{:+.1%}")]
 
 
 def _row(name: str, m: dict, prefix: str = "") -> str:
-  cell = lambda key, f="{:.3f}": ("—" if not isinstance(m.get(prefix + key), (int, float))
-                                  else f.format(m[prefix + key]))
+  cell = lambda key, f="{:.3f}": detectors.cell(m, prefix + key, f, missing="—")
   return (f"| {name} | {cell('test/mAP')} | {cell('test/coco_AP')} | {cell('test/coco_AP50')} | "
           f"{cell('test/seconds_per_image', '{:.4f}')} | "
           f"{cell('test/proposal_seconds_per_image', '{:.4f}')} | "

@@ -69,15 +69,14 @@ Arguments (`--config=experiments/faster_rcnn.py:ARG`):
 
 import os
 
-import jax
 import ml_collections
 import numpy as np
 
 from research import models, report
-from research.data import detection_inputs
 from research.data import proposals as proposal_lib
 from research.eval import detection_plots, faster_rcnn_measures, proposal_recall
-from research.report import Claim, NotMeasured
+from research.launch import detectors
+from research.report import Claim
 from research.train import config as config_lib, region_detection, trainer
 from research.train.objectives import faster_rcnn as objective_lib
 
@@ -128,26 +127,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) with the one loop; then times the detector (batch 1), draws
   the recall-vs-proposals curves of RPN and selective search and test scenes with
-  their detections, and reads the compared runs' metrics."""
-  result = trainer.train(config, workdir)
-  metrics = dict(result.metrics)
-  if jax.process_index() == 0:
-    split = _test_split(config)
-    objective = objective_lib.Objective(config, split, 1, workdir)
-    metrics.update(faster_rcnn_measures.faster_rcnn_seconds(
-        objective, result.state, split, config.timed_images))
-    metrics.update(measure_recall(config, objective, result.state, split,
-                                  os.path.join(workdir, RECALL_FIGURE)))
-    metrics.update(compared_metrics(config, workdir))
-    draw_detections(config, result.state, os.path.join(workdir, FIGURE))
-  return metrics
-
-
-def _test_split(config):
-  o = config.objective
-  return detection_inputs.open_detection_inputs(
-      config.data, config.data.eval_split, scale=o.scale, max_size=o.max_size,
-      max_objects=o.max_objects, flip=False)
+  their detections (score >= 0.5), and reads the compared runs' metrics."""
+  def measure(objective, state, split, metrics):
+    return {**faster_rcnn_measures.faster_rcnn_seconds(objective, state, split,
+                                                       config.timed_images),
+            **measure_recall(config, objective, state, split,
+                             os.path.join(workdir, RECALL_FIGURE))}
+  return detectors.train_and_measure(
+      config, workdir, objective_lib.Objective, measure, figure=FIGURE,
+      title=f"{config.data.name}[{config.data.eval_split}]: ground truth (solid), "
+            "detections (dashed)")
 
 
 def measure_recall(config, objective, state, split, path: str) -> dict:
@@ -175,31 +164,7 @@ def measure_recall(config, objective, state, split, path: str) -> dict:
   return out
 
 
-def compared_metrics(config, workdir: str) -> dict:
-  """The compared runs' metrics (report.compared_metrics of config.compare)."""
-  return report.compared_metrics(workdir, config.compare)
-
-
-def draw_detections(config, state, path: str, num: int = 8) -> str:
-  """The first `num` test images with ground truth and detections (score >= 0.5)."""
-  split = _test_split(config)
-  objective = objective_lib.Objective(config, split, 1, os.path.dirname(path))
-  return detection_plots.detector_figure(
-      objective.eval_step, state, split, path, num=num,
-      title=f"{config.data.name}[{config.data.eval_split}]: ground truth (solid), "
-            "detections (dashed)")
-
-
-def _versus_fast_rcnn(key: str, ratio: bool):
-  """A measure: ours / Fast R-CNN's (ratio=False: ours - Fast R-CNN's) `key`, from
-  the compared run's metrics.json; NotMeasured when that run is absent."""
-  def measure(m):
-    theirs = m.get(f"fast_rcnn/{key}")
-    if theirs is None:
-      raise NotMeasured(f"run experiments/fast_rcnn.py into "
-                        f"{m.get('compare/fast_rcnn', 'runs/fast_rcnn')} first")
-    return m[key] / theirs if ratio else m[key] - theirs
-  return measure
+compared_metrics = detectors.compared_metrics  # The metrics of the runs config.compare names.
 
 
 def _comparison_claims() -> list[Claim]:
@@ -209,7 +174,7 @@ def _comparison_claims() -> list[Claim]:
             statement="RPN + Fast R-CNN matches or beats Fast R-CNN with selective search "
                       "in mAP (the same detector, our config.compare.fast_rcnn run).",
             paper="69.9% vs 66.9% mAP (+3.0 points; VOC 2007, VGG-16)",
-            measure=_versus_fast_rcnn("test/mAP", ratio=False),
+            measure=report.versus("fast_rcnn", lambda m, fast: m["test/mAP"] - fast("test/mAP")),
             check=lambda d: d >= -0.01,
             check_text="ours - Fast R-CNN's mAP@0.5 >= -1 point",
             fmt="{:+.1%}"),
@@ -217,7 +182,8 @@ def _comparison_claims() -> list[Claim]:
             statement="The RPN's proposals cost a small fraction of selective search's time "
                       "per image.",
             paper="10 ms vs ~2 s per image (0.5%; RPN on a K40 GPU, selective search on a CPU)",
-            measure=_versus_fast_rcnn("test/proposal_seconds_per_image", ratio=True),
+            measure=report.versus("fast_rcnn", lambda m, fast: (
+                m["test/proposal_seconds_per_image"] / fast("test/proposal_seconds_per_image"))),
             check=lambda r: r <= 0.1,
             check_text="RPN's proposal seconds / selective search's <= 10%",
             fmt="{:.1%}")]
@@ -233,30 +199,16 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
       check_text=">= 0.8 of the test boxes",
       fmt="{:.2f}")
   if config.arg == "voc07":
-    return [Claim(
-        source="Ren et al. 2015, Table 3",
-        statement="RPN + Fast R-CNN sharing VGG-16's convolutions reaches 69.9% mAP on VOC "
-                  "2007 test (trained on VOC 2007 trainval, 300 proposals).",
-        paper="69.9% mAP",
-        measure="test/mAP",
-        check=lambda m: m >= PAPER_MAP_VOC07 - 0.01,
-        check_text="within 1 point of 69.9%",
-        fmt="{:.1%}"), recall] + _comparison_claims()
-  return [Claim(
-      source="Ren et al. 2015, §3.1 and Table 3",
-      statement="The jointly trained RPN + Fast R-CNN detects objects: on our scenes (no "
-                "VOC number applies) its VOC-style mAP@0.5 is far above a detector that "
-                "guesses (about 0).",
-      paper="69.9% mAP (VOC 2007, VGG-16)",
-      measure="test/mAP",
-      check=lambda m: m >= 0.3,
-      check_text=">= 30% mAP@0.5 on the test scenes",
-      fmt="{:.1%}"), recall] + _comparison_claims()
-
-
-def _value(metrics: dict, key: str, fmt: str) -> str:
-  value = metrics.get(key)
-  return "not measured" if value is None else fmt.format(value)
+    return [detectors.paper_map_claim(
+        "Ren et al. 2015, Table 3",
+        "RPN + Fast R-CNN sharing VGG-16's convolutions reaches 69.9% mAP on VOC 2007 test "
+        "(trained on VOC 2007 trainval, 300 proposals).", PAPER_MAP_VOC07), recall,
+    ] + _comparison_claims()
+  return [detectors.scenes_map_claim(
+      "Ren et al. 2015, §3.1 and Table 3",
+      "The jointly trained RPN + Fast R-CNN detects objects: on our scenes (no VOC number "
+      "applies) its VOC-style mAP@0.5 is far above a detector that guesses (about 0).",
+      "69.9% mAP (VOC 2007, VGG-16)", minimum=0.3), recall] + _comparison_claims()
 
 
 def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
@@ -270,13 +222,13 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
            "{:.3f}"),
           ("training s (steps only, no evaluation)", "train_time_s", "{:.0f}")]
   table = ["| measure | ours |", "|---|---|"]
-  table += [f"| {name} | {_value(metrics, key, fmt)} |" for name, key, fmt in rows]
+  table += [f"| {name} | {detectors.cell(metrics, key, fmt)} |" for name, key, fmt in rows]
   versus = ["", "Fast R-CNN with selective search (config.compare.fast_rcnn: "
             f"{metrics.get('compare/fast_rcnn', 'not read')}):", "",
             "| measure | Faster R-CNN (ours) | Fast R-CNN |", "|---|---|---|"]
   for name, key, fmt in rows[:1] + rows[5:7] + rows[8:]:
-    versus.append(f"| {name} | {_value(metrics, key, fmt)} | "
-                  f"{_value(metrics, 'fast_rcnn/' + key, fmt)} |")
+    versus.append(f"| {name} | {detectors.cell(metrics, key, fmt)} | "
+                  f"{detectors.cell(metrics, 'fast_rcnn/' + key, fmt)} |")
   recall = ["", f"Recall of the first {metrics.get('test/recall_images', '?')} test images' "
             "boxes against the number of proposals per image (Fig. 2):", "",
             "| proposals | " + " | ".join(f"{name}, IoU {t:g}" for name in METHODS.values()
@@ -284,7 +236,7 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
             "|---|" + "---|" * (len(METHODS) * len(RECALL_IOUS))]
   for n in proposal_recall.PAPER_COUNTS:
     recall.append(f"| {n} | " + " | ".join(
-        _value(metrics, f"test/recall/{key}/iou{t:g}@{n}", "{:.3f}")
+        detectors.cell(metrics, f"test/recall/{key}/iou{t:g}@{n}", "{:.3f}")
         for key in METHODS for t in RECALL_IOUS) + " |")
   paper = ("The paper's VGG-16 on VOC 2007 test: 69.9% mAP (Table 3). Our scenes are not "
            "VOC: the number beside it is for orientation, not a comparison."

@@ -13,9 +13,10 @@ features (appendix C, lambda 1000, pairs at IoU > 0.6); at test, greedy NMS
 per class at IoU 0.3. mAP is VOC 2007's 11-point mAP at IoU 0.5, beside
 COCO's AP (the same evaluators as experiments/faster_rcnn.py).
 
-The stages (research/train/rcnn.py): 1. proposals for the training, held-out
-and test images (the cache beside the TFDS data, <data_dir>/proposals, shared
-with Fast R-CNN: same settings, same files); 2. fine-tuning in the one
+The stages (research/train/rcnn_stages.py, its pieces research/train/rcnn.py):
+1. proposals for the training, held-out and test images (the cache beside the
+TFDS data, <data_dir>/proposals, the SplitProposals Fast R-CNN reads: same
+settings, same files); 2. fine-tuning in the one
 training loop (objective `rcnn_finetune`, checkpoints in the workdir); 3.
 features of every region of the first rcnn.svm_images training images, the
 SVMs, the box regressors; 4. detection of the test images, timed per image
@@ -77,32 +78,23 @@ Arguments (`--config=experiments/rcnn.py:ARG`):
           GPU and 53 s on a CPU for proposals and features (§2.2).
 """
 
-import json
 import os
-import signal
-import time
 
-from absl import logging
 import jax
 import ml_collections
-import numpy as np
 
 from research import models
-from research.data import detection
 from research.eval import detection_plots
+from research.launch import detectors
 from research.models import rcnn as rcnn_model
 from research.report import Claim
-from research.train import (bbox_regression, checkpoint, config as config_lib, detection_metrics,
-                            metrics as metrics_lib, rcnn, svm, trainer)
+from research.train import bbox_regression, config as config_lib, rcnn_stages, svm, trainer
 
 PAPER_MAP_BB, PAPER_MAP_NO_BB = 0.585, 0.542  # Table 1, VOC 2007 test, CaffeNet fine-tuned.
 FIGURE = "detections.png"
 # Detections drawn in the figure. Our SVMs' scores stay below 0 (C = 0.001 on 256-d
 # features shrinks w; the default run's best were about -0.4), so 0 would draw none.
 FIGURE_SCORE = -0.9
-NEVER = -1e4  # The SVM bias of a class without training regions: below any threshold.
-# Fault injection for the resume test: SIGKILL this process after this stage is saved.
-_KILL_AFTER_STAGE_ENV = "RESEARCH_TEST_SIGKILL_AFTER_STAGE"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -163,184 +155,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
 
 
-def _seconds_file(workdir: str) -> str:
-  return os.path.join(workdir, "rcnn_stages", "finetune_seconds.json")
-
-
-def _finetune(config, workdir: str):
-  """Stage 2, the loop's (resumable); returns (TrainResult, fine-tuning seconds
-  over all invocations that trained)."""
-  already = checkpoint.Checkpointer(workdir).latest_step() if os.path.isdir(
-      os.path.join(workdir, "checkpoints")) else None
-  result = trainer.train(config, workdir)
-  path = _seconds_file(workdir)
-  spent = json.load(open(path)) if os.path.exists(path) else {"seconds": 0.0}
-  if already is None or already < result.metrics["steps"]:
-    spent["seconds"] += result.metrics["wall_time_s"]
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(f"{path}.tmp", "w") as f:
-      json.dump(spent, f)
-    os.replace(f"{path}.tmp", path)
-  return result, spent["seconds"]
-
-
-def _stage(files, name: str, compute):
-  """The stage's saved arrays, or compute() saved first (then the test's kill, if asked)."""
-  found = files.load(name)
-  if found is not None:
-    return found
-  arrays = compute()
-  files.save(name, arrays)
-  if os.environ.get(_KILL_AFTER_STAGE_ENV) == name:
-    os.kill(os.getpid(), signal.SIGKILL)
-  return arrays
-
-
-def _flat(dets: list[dict]) -> dict:
-  return {"image": np.concatenate([np.full(len(d["scores"]), i) for i, d in enumerate(dets)]),
-          **{k: np.concatenate([d[k] for d in dets]) for k in ("boxes", "scores", "labels")}}
-
-
-def _per_image(flat: dict, prefix: str, n: int) -> list[dict]:
-  image = flat[f"{prefix}image"]
-  return [{k: flat[f"{prefix}{k}"][image == i] for k in ("boxes", "scores", "labels")}
-          for i in range(n)]
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """The four stages, each resumed from its files; returns the metrics."""
-  r, data = config.rcnn, config.data
-  # Every split opens (and checks every annotation) before any work.
-  test_split = detection.open_detection(data.name, data.eval_split, data.data_dir,
-                                        download=data.download)
-  cache = rcnn.proposal_cache(config)
-  for name, n in ((data.train_split, r.train_images), (r.finetune_eval_split,
-                                                       r.finetune_eval_images)):
-    split = detection.open_detection(data.name, name, data.data_dir, download=data.download)
-    rcnn.split_proposals(cache, split, data.name, name,  # Stage 1 (cached).
-                         np.arange(len(split) if n <= 0 else min(n, len(split))))
-  test_indices = np.arange(len(test_split) if r.test_images <= 0
-                           else min(r.test_images, len(test_split)))
-  test_boxes, proposal_seconds = rcnn.split_proposals(cache, test_split, data.name,
-                                                      data.eval_split, test_indices)
-
-  result, finetune_seconds = _finetune(config, workdir)  # Stage 2.
-  state = result.state
-  variables = {"params": state.params, **({"batch_stats": state.batch_stats}
-                                          if state.batch_stats else {})}
-  num_classes = len(test_split.class_names)
-  model = models.get_model(config.model.name, num_classes=num_classes + 1,
-                           **config.model.kwargs.to_dict())
-  fn = rcnn.feature_fn(model, variables, config)
-  shapes = jax.eval_shape(lambda x: model.apply(variables, x, train=False)[1],
-                          jax.ShapeDtypeStruct((1, r.warp_size, r.warp_size, 3), np.float32))
-  fc7_size = int(np.prod(shapes["fc7"].shape[1:]))
-  files = rcnn.StageFiles(workdir, rcnn.config_hash(config, int(state.step)))
-
-  # Stage 3: features, SVMs, regressors.
-  sets = None
-  def training_sets():
-    nonlocal sets
-    if sets is None:
-      *_, sets = rcnn.open_regions(config, data.train_split, r.svm_images)
-    return sets
-  def features():
-    s = training_sets()
-    return rcnn.extract_features(fn, s, int(s.image.max()) + 1, fc7_size, r.chunk)
-  feats = _stage(files, "features", features)
-
-  def svms():
-    start = time.perf_counter()
-    labels = training_sets().svm_labels[feats["rows"]]
-    # A class without positives (or negatives) among these images gets no SVM: it
-    # never scores above the threshold (NEVER), and the report counts the classes trained.
-    trained_classes = (labels == 1).any(axis=0) & (labels == 0).any(axis=0)
-    if not trained_classes.any():
-      raise ValueError(f"no class has both positive and negative regions in the first "
-                       f"{r.svm_images} training images; raise config.rcnn.svm_images.")
-    trained = svm.train_svms(feats["fc7"].astype(np.float32), labels[:, trained_classes],
-                             rounds=r.svm_rounds, initial_negatives=r.svm_initial_negatives,
-                             c=r.svm_c, seed=config.seed)
-    logging.info("SVMs: %d classes on %d regions in %.0f s; final caches %s", len(trained.bias),
-                 len(labels), time.perf_counter() - start, [h[-1]["cache"] for h in trained.history])
-    weights = np.zeros((trained.weights.shape[0], num_classes), np.float32)
-    bias = np.full((num_classes,), NEVER, np.float32)
-    weights[:, trained_classes], bias[trained_classes] = trained.weights, trained.bias
-    return {"weights": weights, "bias": bias, "classes": trained_classes,
-            "feature_scale": np.float64(trained.feature_scale),
-            "seconds": np.float64(time.perf_counter() - start)}
-  svm_arrays = _stage(files, "svms", svms)
-
-  def regressors():
-    start = time.perf_counter()
-    s, rows = training_sets(), feats["pool5_rows"]
-    trained = bbox_regression.train_regressors(
-        feats["pool5"], s.regression_targets[rows], s.regression_classes[rows], num_classes,
-        lam=r.ridge_lambda)
-    return {"weights": trained.weights, "bias": trained.bias,
-            "feature_scale": np.float64(trained.feature_scale), "num_pairs": trained.num_pairs,
-            "seconds": np.float64(time.perf_counter() - start)}
-  reg_arrays = _stage(files, "regressors", regressors)
-
-  # Stage 4: detection of the test images.
-  test_examples = test_split.examples(test_indices)
-  def test():
-    detector = rcnn.Detector(
-        fn, svm.LinearSvms(svm_arrays["weights"], svm_arrays["bias"],
-                           float(svm_arrays["feature_scale"]), []),
-        bbox_regression.BoxRegressors(reg_arrays["weights"], reg_arrays["bias"],
-                                      float(reg_arrays["feature_scale"]), reg_arrays["num_pairs"]),
-        fc7_size, chunk=r.chunk, nms_iou=r.nms_iou, score_threshold=r.score_threshold)
-    detector.warm_up(test_examples[0].image, [len(b) for b in test_boxes])
-    with_bb, without, seconds = [], [], []
-    progress = metrics_lib.Progress(len(test_examples), 1, 0)
-    for i, (e, boxes) in enumerate(zip(test_examples, test_boxes), start=1):
-      a, b = detector.detect(e.image, boxes)
-      with_bb.append(a)
-      without.append(b)
-      seconds.append(detector.last_seconds)
-      if i % max(1, len(test_examples) // 10) == 0 or i == len(test_examples):
-        logging.info("detection: %s", progress.line(i, {"s/image": np.mean(seconds)}))
-    return {**{f"bb_{k}": v for k, v in _flat(with_bb).items()},
-            **{f"plain_{k}": v for k, v in _flat(without).items()},
-            "seconds": np.asarray(seconds)}
-  found = _stage(files, "test", test)
-  n = len(test_indices)
-  with_bb, without = _per_image(found, "bb_", n), _per_image(found, "plain_", n)
-
-  coco_gt = detection.to_coco(test_split, test_indices)
-  coco = detection_metrics.coco_eval(with_bb, coco_gt)
-  metrics = {
-      "test/mAP": detection_metrics.voc_eval(with_bb, test_examples, num_classes)["mAP"],
-      "test/mAP_no_bbox_regression":
-          detection_metrics.voc_eval(without, test_examples, num_classes)["mAP"],
-      "test/coco_AP": coco["AP"], "test/coco_AP50": coco["AP50"], "test/coco_AP75": coco["AP75"],
-      "test/coco_AP_no_bbox_regression": detection_metrics.coco_eval(without, coco_gt)["AP"],
-      "test/images": n,
-      "test/proposals_per_image": float(np.mean([len(b) for b in test_boxes])),
-      "test/proposal_seconds_per_image": float(np.mean(proposal_seconds)),
-      "test/features_seconds_per_image": float(np.mean(found["seconds"])),
-      "test/seconds_per_image": float(np.mean(found["seconds"]) + np.mean(proposal_seconds)),
-      "finetune/window_accuracy": result.metrics.get("test/accuracy", float("nan")),
-      "finetune/train_loss": result.metrics.get("train/loss", float("nan")),
-      "finetune_seconds": finetune_seconds,
-      "feature_seconds": float(feats["seconds"]),
-      "svm_seconds": float(svm_arrays["seconds"]),
-      "regression_seconds": float(reg_arrays["seconds"]),
-      "svm_training_regions": int(len(feats["rows"])),
-      "svm_classes_trained": int(np.sum(svm_arrays["classes"])),
-      "regression_pairs": int(np.sum(reg_arrays["num_pairs"])),
-  }
-  metrics["train_time_s"] = (finetune_seconds + metrics["feature_seconds"] +
-                             metrics["svm_seconds"] + metrics["regression_seconds"])
+  """The four stages (research/train/rcnn_stages.py), each resumed from its files,
+  and the figure of the first test scenes with their detections; returns the metrics."""
+  out = rcnn_stages.run_stages(config, workdir)
   if jax.process_index() == 0:
-    k = min(r.figure_images, n)
+    k = min(config.rcnn.figure_images, len(out.test_examples))
     detection_plots.scene_grid(
-        test_examples[:k], test_split.class_names, os.path.join(workdir, FIGURE),
-        detections=with_bb[:k], score_threshold=FIGURE_SCORE,
-        title=f"R-CNN on {data.name}[{data.eval_split}]: ground truth (solid), detections "
-              f"with SVM score >= {FIGURE_SCORE} (dashed)")
-  return metrics
+        out.test_examples[:k], out.class_names, os.path.join(workdir, FIGURE),
+        detections=out.detections[:k], score_threshold=FIGURE_SCORE,
+        title=f"R-CNN on {config.data.name}[{config.data.eval_split}]: ground truth (solid), "
+              f"detections with SVM score >= {FIGURE_SCORE} (dashed)")
+  return out.metrics
 
 
 def claims(config: ml_collections.ConfigDict) -> list[Claim]:
@@ -354,25 +180,15 @@ def claims(config: ml_collections.ConfigDict) -> list[Claim]:
       check_text="mAP with box regression > mAP without",
       fmt="{:+.1%}")
   if config.arg == "voc07":
-    return [Claim(
-        source="Girshick et al. 2014, Table 1",
-        statement="R-CNN (CaffeNet fine-tuned, fc7 SVMs, box regression) reaches 58.5% mAP on "
-                  "VOC 2007 test.",
-        paper="58.5% mAP",
-        measure="test/mAP",
-        check=lambda m: m >= PAPER_MAP_BB - 0.01,
-        check_text="within 1 point of 58.5%",
-        fmt="{:.1%}"), bb]
-  return [Claim(
-      source="Girshick et al. 2014, §1 and Table 1",
-      statement="Region proposals + a fine-tuned CNN's features + linear SVMs detect objects: "
-                "on our scenes (no VOC number applies) the VOC-style mAP@0.5 is far above a "
-                "detector that guesses (about 0).",
-      paper="58.5% mAP (VOC 2007, CaffeNet)",
-      measure="test/mAP",
-      check=lambda m: m >= 0.25,
-      check_text=">= 25% mAP@0.5 on the test scenes",
-      fmt="{:.1%}"), bb]
+    return [detectors.paper_map_claim(
+        "Girshick et al. 2014, Table 1",
+        "R-CNN (CaffeNet fine-tuned, fc7 SVMs, box regression) reaches 58.5% mAP on VOC 2007 "
+        "test.", PAPER_MAP_BB), bb]
+  return [detectors.scenes_map_claim(
+      "Girshick et al. 2014, §1 and Table 1",
+      "Region proposals + a fine-tuned CNN's features + linear SVMs detect objects: on our "
+      "scenes (no VOC number applies) the VOC-style mAP@0.5 is far above a detector that "
+      "guesses (about 0).", "58.5% mAP (VOC 2007, CaffeNet)", minimum=0.25), bb]
 
 
 def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
@@ -398,10 +214,8 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
           ("fine-tuned window accuracy (held-out windows, K + 1 classes)",
            "finetune/window_accuracy", "{:.3f}")]
   table = ["| measure | ours | paper (VOC 2007 test, CaffeNet) |", "|---|---|---|"]
-  for name, key, fmt in rows:
-    value = metrics.get(key)
-    ours = "not measured" if value is None else fmt.format(value)
-    table.append(f"| {name} | {ours} | {paper.get(key, '')} |")
+  table += [f"| {name} | {detectors.cell(metrics, key, fmt)} | {paper.get(key, '')} |"
+            for name, key, fmt in rows]
   scale = ("Our scenes are not VOC, and the network learns from the windows alone (no "
            "ImageNet pre-training): the paper's numbers are for orientation, not a comparison."
            if config.arg != "voc07" else "")

@@ -41,6 +41,21 @@ def compared_metrics(workdir: str, compare) -> dict:
   return out
 
 
+def versus(name: str, combine: Callable) -> Callable[[dict], float]:
+  """A claim's measure comparing with experiment `name`'s run: combine(m, theirs)
+  of our metrics m, theirs(key) reading m["<name>/<key>"] (compared_metrics' keys).
+  Raises NotMeasured ("run experiments/<name>.py into <folder> first", the folder
+  compare/<name> of m, else runs/<name>) when no metric of that run was read; a
+  metric missing from the run read raises KeyError (Claim.evaluate: "not measured
+  (missing metric ...)")."""
+  def measure(m: dict) -> float:
+    if not any(k.startswith(f"{name}/") for k in m):
+      folder = m.get(f"compare/{name}", f"runs/{name}")
+      raise NotMeasured(f"run experiments/{name}.py into {folder} first")
+    return combine(m, lambda key: m[f"{name}/{key}"])
+  return measure
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
   """One claim of a paper and the check of it on our measured metrics.

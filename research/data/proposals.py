@@ -148,6 +148,18 @@ def selective_search(image, settings: ProposalSettings = ProposalSettings()) -> 
   return Proposals(boxes, seconds, False)
 
 
+def settings_from_config(p, key: str) -> ProposalSettings:
+  """A config's selective search settings (a ConfigDict or mapping with
+  ProposalSettings' fields; resize_width 0: the image's own size; other keys
+  are not read) as ProposalSettings. Raises errors.ConfigError naming
+  config.<key>.<field> for an impossible setting."""
+  settings = ProposalSettings(mode=p["mode"], max_proposals=p["max_proposals"],
+                              min_side=float(p["min_side"]),
+                              resize_width=p["resize_width"] or None, seed=p["seed"])
+  settings.validate(key)
+  return settings
+
+
 def default_cache_dir(data_dir: str | None = None) -> str:
   """<data_dir>/proposals, data_dir defaulting as the readers' (TFDS_DATA_DIR or ~/tensorflow_datasets)."""
   return os.path.join(data_dir or reader.default_data_dir(), "proposals")
@@ -175,13 +187,21 @@ class ProposalCache:
     return os.path.join(self.root, _safe(dataset), _safe(split), self.settings.tag(),
                         f"{int(index)}.npz")
 
+  def load(self, dataset: str, split: str, index: int) -> Proposals | None:
+    """The stored proposals of example `index` of dataset/split, or None."""
+    path = self.path(dataset, split, index)
+    if not os.path.exists(path):
+      return None
+    with np.load(path) as entry:
+      return Proposals(entry["boxes"], float(entry["seconds"]), True)
+
   def get(self, dataset: str, split: str, index: int, image) -> Proposals:
     """The proposals of example `index` of dataset/split, whose decoded image is
     `image` (uint8 [H, W, 3]): read from the cache, or computed and stored."""
+    found = self.load(dataset, split, index)
+    if found is not None:
+      return found
     path = self.path(dataset, split, index)
-    if os.path.exists(path):
-      with np.load(path) as entry:
-        return Proposals(entry["boxes"], float(entry["seconds"]), True)
     found = selective_search(image, self.settings)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -214,6 +234,14 @@ class SplitProposals:
   split: str
   count: int
 
+  @classmethod
+  def open(cls, settings: ProposalSettings, dataset: str, split: str, count: int, *,
+           cache_dir: str = "", data_dir: str | None = None) -> "SplitProposals":
+    """The proposals of dataset/split in the cache at cache_dir ("": the shared
+    default_cache_dir(data_dir), beside the prepared datasets)."""
+    return cls(ProposalCache(cache_dir or default_cache_dir(data_dir), settings), dataset, split,
+               count)
+
   def get(self, index: int, image) -> Proposals:
     """Example `index`'s proposals (original pixels), read or computed."""
     return self.cache.get(self.dataset, self.split, index, image)
@@ -239,3 +267,11 @@ class SplitProposals:
             f"{rate:.1f} images/s, {(len(todo) - done) / rate:.0f} s left")
         last = now
     return len(todo)
+
+  def read(self, read_image, indices, log=print) -> tuple[list[np.ndarray], np.ndarray]:
+    """(all boxes of each image, float32 [K_i, 4] in original pixels (not cut to
+    `count`), selective search's stored seconds float64 [n]) of `indices`, in
+    order; entries missing from the cache are computed first (`precompute`)."""
+    self.precompute(read_image, indices, log)
+    found = [self.cache.load(self.dataset, self.split, int(i)) for i in indices]
+    return [f.boxes for f in found], np.asarray([f.seconds for f in found], np.float64)

@@ -1,7 +1,8 @@
 """R-CNN's stages around the fine-tuning (Girshick, Donahue, Darrell & Malik 2014, §2).
 
   1. proposals: selective search per image (research/data/proposals.py's
-     cache), with progress lines (`split_proposals`);
+     SplitProposals, the cache Fast R-CNN reads), with progress lines
+     (`split_proposals`);
   2. fine-tuning: the one training loop on warped windows (objective
      `rcnn_finetune`, whose inputs `finetune_inputs` builds);
   3. features of every region of the training images (`extract_features`:
@@ -38,39 +39,24 @@ _CADENCE = workdir_lib.RESUMABLE_KEYS - {"total_steps", "num_epochs"}
 
 def proposal_settings(config) -> proposals_lib.ProposalSettings:
   """config.proposals as ProposalSettings (resize_width 0: the image's own size); checked."""
-  p = config.proposals
-  settings = proposals_lib.ProposalSettings(
-      mode=p.mode, max_proposals=p.max_proposals, min_side=float(p.min_side),
-      resize_width=p.resize_width or None, seed=p.seed)
-  settings.validate("proposals")
-  return settings
+  return proposals_lib.settings_from_config(config.proposals, "proposals")
 
 
-def proposal_cache(config) -> proposals_lib.ProposalCache:
-  """The shared cache beside the TFDS data (<data_dir>/proposals), or config.proposals.cache_dir."""
-  root = config.proposals.cache_dir or proposals_lib.default_cache_dir(config.data.data_dir)
-  return proposals_lib.ProposalCache(root, proposal_settings(config))
-
-
-def split_proposals(cache, split: detection.DetectionSplit, dataset: str, split_name: str,
-                    indices, chunk: int = 64) -> tuple[list[np.ndarray], np.ndarray]:
-  """(boxes per image float32 [P_i, 4], selective search's seconds float [n]) of
-  examples `indices`, from the cache or computed into it; logs progress lines
-  (images done, rate, time left) about every 10%."""
-  indices = np.asarray(indices)
-  n, boxes, seconds = len(indices), [], []
-  progress = metrics_lib.Progress(n, 1, 0)
-  every = max(chunk, (n // 10) // chunk * chunk)
-  for lo in range(0, n, chunk):
-    for i, e in zip(indices[lo:lo + chunk], split.examples(indices[lo:lo + chunk])):
-      found = cache.get(dataset, split_name, int(i), e.image)
-      boxes.append(found.boxes)
-      seconds.append(found.seconds)
-    done = min(n, lo + chunk)
-    if done % every == 0 or done == n:
-      logging.info("proposals %s[%s]: %s", dataset, split_name,
-                   progress.line(done, {"proposals/image": np.mean([len(b) for b in boxes])}))
-  return boxes, np.asarray(seconds, np.float64)
+def split_proposals(config, split: detection.DetectionSplit, split_name: str,
+                    indices) -> tuple[list[np.ndarray], np.ndarray]:
+  """(boxes per image float32 [P_i, 4], selective search's seconds float64 [n]) of
+  examples `indices` of config.data's split_name: the cache Fast R-CNN reads
+  (proposals.SplitProposals; config.proposals.cache_dir, "" = beside the data),
+  entries computed into it where missing, with progress lines."""
+  data = config.data
+  source = proposals_lib.SplitProposals.open(
+      proposal_settings(config), data.name, split_name, config.proposals.max_proposals,
+      cache_dir=config.proposals.cache_dir, data_dir=data.data_dir)
+  boxes, seconds = source.read(lambda i: split[i].image, indices,
+                               log=lambda line: logging.info("%s", line))
+  logging.info("proposals %s[%s]: %d images, %.1f proposals/image", data.name, split_name,
+               len(boxes), np.mean([len(b) for b in boxes]) if boxes else 0.0)
+  return boxes, seconds
 
 
 def fill_colour(config) -> tuple:
@@ -86,7 +72,7 @@ def open_regions(config, split_name: str, num_images: int):
   split = detection.open_detection(data.name, split_name, data.data_dir, download=data.download)
   n = len(split) if num_images <= 0 else min(num_images, len(split))
   indices = np.arange(n)
-  boxes, seconds = split_proposals(proposal_cache(config), split, data.name, split_name, indices)
+  boxes, seconds = split_proposals(config, split, split_name, indices)
   examples = split.examples(indices)
   r = config.rcnn
   sets = rcnn_regions.region_sets(

@@ -185,18 +185,23 @@ class RegionObjective(base.Objective):
     return {}
 
   @classmethod
+  def inputs(cls, config, split: str, train: bool) -> detection_inputs.DetectionInputSplit:
+    """config.data's `split` at objective.scale, as this objective reads it (flipped
+    when train and objective.flip; with split_kwargs' extras)."""
+    o = config.objective
+    return detection_inputs.open_detection_inputs(
+        config.data, split, scale=o.scale, max_size=o.max_size, max_objects=o.max_objects,
+        flip=bool(o.flip) and train, **cls.split_kwargs(config, split, train))
+
+  @classmethod
   def open_inputs(cls, config, train_data=None):
     """Detection splits (detection_inputs.DetectionInputSplit) at objective.scale."""
     o, data = config.objective, config.data
-    opened = functools.partial(detection_inputs.open_detection_inputs, data, scale=o.scale,
-                               max_size=o.max_size, max_objects=o.max_objects)
     train = (train_data if train_data is not None else
-             opened(data.train_split, flip=o.flip,
-                    **cls.split_kwargs(config, data.train_split, True)))
+             cls.inputs(config, data.train_split, train=True))
     require(isinstance(train, detection_inputs.DetectionInputSplit), "data.name", data.name,
             f"the {o.name} objective reads detection datasets (boxes and labels).")
-    evals = {"test": opened(data.eval_split, flip=False,
-                            **cls.split_kwargs(config, data.eval_split, False))}
+    evals = {"test": cls.inputs(config, data.eval_split, train=False)}
     require(evals["test"].class_names == train.class_names, "data.eval_split", data.eval_split,
             "has other class names than the training split.")
     if config.eval_train_examples:

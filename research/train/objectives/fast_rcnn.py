@@ -62,18 +62,16 @@ def default_objective() -> ml_collections.ConfigDict:
 
 
 def proposal_settings(config) -> proposals_lib.ProposalSettings:
-  """config.objective.proposals as ProposalSettings (resize_width 0 -> None)."""
-  p = config.objective.proposals.to_dict()
-  p["resize_width"] = p["resize_width"] or None
-  return proposals_lib.ProposalSettings(**p)
+  """config.objective.proposals as ProposalSettings (resize_width 0 -> None); checked."""
+  return proposals_lib.settings_from_config(config.objective.proposals, "objective.proposals")
 
 
 def proposal_source(config, split: str) -> proposals_lib.SplitProposals:
   """The cached proposals of config.data's `split`, config.objective.num_proposals slots."""
   o = config.objective
-  root = o.proposal_cache or proposals_lib.default_cache_dir(config.data.data_dir)
-  return proposals_lib.SplitProposals(proposals_lib.ProposalCache(root, proposal_settings(config)),
-                                      config.data.name, split, o.num_proposals)
+  return proposals_lib.SplitProposals.open(
+      proposal_settings(config), config.data.name, split, o.num_proposals,
+      cache_dir=o.proposal_cache, data_dir=config.data.data_dir)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -88,7 +86,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
           sorted(o.proposals), f"needs exactly the keys {sorted(default_objective().proposals)}.")
   require(o.proposals.resize_width >= 0, "objective.proposals.resize_width",
           o.proposals.resize_width, "must be 0 (the image's own size) or a width in pixels.")
-  proposal_settings(config).validate("objective.proposals")
+  proposal_settings(config)  # Raises naming objective.proposals.<field>.
   require(o.num_proposals <= o.proposals.max_proposals, "objective.num_proposals",
           o.num_proposals, f"exceeds objective.proposals.max_proposals="
           f"{o.proposals.max_proposals}: the cache holds no more per image.")
