@@ -8,6 +8,8 @@ fast_rcnn.py, faster_rcnn.py; Girshick et al. 2014, Girshick 2015, Ren et al. 20
   - `scenes_map_claim` and `paper_map_claim`: the mAP claim every detector
     makes, on our scenes (a floor fixed before the run: no VOC number applies)
     or at the paper's setting (within 1 point of the paper's VOC 2007 mAP);
+    `map_versus_claim`: our mAP against another detector's run, at most 1
+    point below it;
   - `cell`: a metric formatted for the report's tables, or "not measured".
 
 Each experiment keeps its own claims' words and numbers; only their
@@ -79,6 +81,16 @@ def paper_map_claim(source: str, statement: str, paper_map: float) -> Claim:
   return Claim(source=source, statement=statement, paper=f"{paper_map:.1%} mAP",
                measure="test/mAP", check=lambda m: m >= paper_map - PAPER_MAP_TOLERANCE,
                check_text=f"within 1 point of {paper_map:.1%}", fmt="{:.1%}")
+
+
+def map_versus_claim(source: str, statement: str, paper: str, name: str,
+                     check_text: str) -> Claim:
+  """The claim that our mAP is similar to or better than experiment `name`'s run
+  (config.compare.<name>): test/mAP minus its test/mAP at least -PAPER_MAP_TOLERANCE
+  (1 point); "not measured" without that run (report.versus)."""
+  return Claim(source=source, statement=statement, paper=paper,
+               measure=report.versus(name, lambda m, theirs: m["test/mAP"] - theirs("test/mAP")),
+               check=lambda d: d >= -PAPER_MAP_TOLERANCE, check_text=check_text, fmt="{:+.1%}")
 
 
 def cell(metrics: dict, key: str, fmt: str, missing: str = "not measured") -> str:
