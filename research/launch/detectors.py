@@ -36,7 +36,7 @@ def train_and_measure(config, workdir: str, objective_cls, measure, *, figure: s
   Args:
     config, workdir: the run's.
     objective_cls: the objective's class (a region_detection.RegionObjective);
-      its `inputs(config, config.data.eval_split, train=False)` is the test split.
+      its `open_split(config, config.data.eval_split, train=False)` is the test split.
     measure: (objective, state, split, metrics) -> dict of further metrics, on
       the test split with an objective of batch 1 (metrics: the loop's final ones).
     figure: the file name, in workdir, of the first `num_figure_images` test scenes
@@ -50,7 +50,7 @@ def train_and_measure(config, workdir: str, objective_cls, measure, *, figure: s
   result = trainer.train(config, workdir)
   metrics = dict(result.metrics)
   if jax.process_index() == 0:
-    split = objective_cls.inputs(config, config.data.eval_split, train=False)
+    split = objective_cls.open_split(config, config.data.eval_split, train=False)
     objective = objective_cls(config, split, 1, workdir)
     metrics.update(measure(objective, result.state, split, metrics))
     metrics.update(compared_metrics(config, workdir))

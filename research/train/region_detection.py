@@ -185,7 +185,7 @@ class RegionObjective(base.Objective):
     return {}
 
   @classmethod
-  def inputs(cls, config, split: str, train: bool) -> detection_inputs.DetectionInputSplit:
+  def open_split(cls, config, split: str, train: bool) -> detection_inputs.DetectionInputSplit:
     """config.data's `split` at objective.scale, as this objective reads it (flipped
     when train and objective.flip; with split_kwargs' extras)."""
     o = config.objective
@@ -198,10 +198,10 @@ class RegionObjective(base.Objective):
     """Detection splits (detection_inputs.DetectionInputSplit) at objective.scale."""
     o, data = config.objective, config.data
     train = (train_data if train_data is not None else
-             cls.inputs(config, data.train_split, train=True))
+             cls.open_split(config, data.train_split, train=True))
     require(isinstance(train, detection_inputs.DetectionInputSplit), "data.name", data.name,
             f"the {o.name} objective reads detection datasets (boxes and labels).")
-    evals = {"test": cls.inputs(config, data.eval_split, train=False)}
+    evals = {"test": cls.open_split(config, data.eval_split, train=False)}
     require(evals["test"].class_names == train.class_names, "data.eval_split", data.eval_split,
             "has other class names than the training split.")
     if config.eval_train_examples:
