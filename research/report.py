@@ -128,9 +128,9 @@ def write_report(workdir: str, *, title: str, command: str, metrics: dict,
   scalar metrics, which other experiments' claims may compare against);
   returns the report's path."""
   lines = [f"# {title}", "",
-           f"Rerun with:", "", "```", command, "```", "",
+           "Rerun with:", "", "```", command, "```", "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}; the "
-           f"config, git commit and package versions are in this folder.", ""]
+           "config, git commit and package versions are in this folder.", ""]
   if notes:
     lines += [notes.strip(), ""]
   if results:
