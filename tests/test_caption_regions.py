@@ -19,6 +19,7 @@ from research.train import config as config_lib, trainer
 from tests.conftest import ROOT, final_params
 from tests.test_caption_alignment import NAME, load as load_alignment, tiny_config
 from tests.test_caption_data import tiny  # noqa: F401  (the tiny caption_scenes fixture)
+from tests.test_caption_generation import coco_dir  # noqa: F401  (coco_captions's layout)
 
 
 def load():
@@ -102,6 +103,12 @@ def test_object_regions_are_crops_with_their_phrases_and_own_ids(tiny):  # noqa:
     region_captions.RegionCaptionSplit(scenes, [0], [[1, 1, 5, 9]], [("!",)], "bad")
   with pytest.raises(ValueError, match="scene indices"):
     region_captions.RegionCaptionSplit(scenes, [99], [[1, 1, 5, 9]], [("a coat",)], "bad")
+
+
+def test_a_dataset_without_region_phrases_is_a_one_line_error(coco_dir):  # noqa: F811
+  scenes = captions.open_captions("coco_captions", "test", coco_dir)
+  with pytest.raises(ValueError, match=r"has no region phrases \(objects/phrase\).*To fix"):
+    region_captions.RegionCaptionSplit.from_objects(scenes)
 
 
 # --- The experiment ----------------------------------------------------------------------
