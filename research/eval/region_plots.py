@@ -35,15 +35,20 @@ def draw(scenes: list[dict], path: str, *, ncols: int = 2, title: str = "") -> s
   """
   n = len(scenes)
   nrows = max(1, -(-n // ncols))
-  most = max((sum(len(_wrapped(f"{k}: {t}")) for r in s["regions"] for k, t in r["lines"])
-              for s in scenes), default=1)
-  fig = Figure(figsize=(4.2 * ncols, (3.0 + 0.14 * most) * nrows), dpi=120)
+  texts = [[(j, line) for j, r in enumerate(s["regions"]) for label, text in r["lines"]
+            for line in _text_lines(j, label, text, r["lines"][0][0])] for s in scenes]
+  most = max((len(t) for t in texts), default=0)
+  side, pad, line_in = 3.0, 0.35, 0.125  # Inches: image, margins, one text line.
+  row_h = side + most * line_in + pad
+  width, height = ncols * (side + 2 * pad), nrows * row_h + 0.4
+  fig = Figure(figsize=(width, height), dpi=120)
   colours = alignment_plots._COLOURS  # pylint: disable=protected-access  (one palette)
   for i, scene in enumerate(scenes):
-    ax = fig.add_subplot(nrows, ncols, i + 1)
+    r, c = divmod(i, ncols)
+    left, top = c * (side + 2 * pad) + pad, height - 0.4 - r * row_h
+    ax = fig.add_axes((left / width, (top - side) / height, side / width, side / height))
     ax.imshow(scene["image"])
     ax.set_xticks([]), ax.set_yticks([])
-    y = -0.03
     for j, region in enumerate(scene["regions"]):
       colour = colours[j % len(colours)]
       ymin, xmin, ymax, xmax = region["box"]
@@ -51,13 +56,15 @@ def draw(scenes: list[dict], path: str, *, ncols: int = 2, title: str = "") -> s
                              edgecolor=colour, linewidth=1.5))
       ax.text(xmin + 1, ymin + 1, str(j + 1), color="white", fontsize=7, va="top",
               fontweight="bold", bbox={"facecolor": colour, "pad": 1, "linewidth": 0})
-      for label, text in region["lines"]:
-        for k, line in enumerate(_wrapped(f"{label}: {text}")):
-          prefix = f"{j + 1}. " if (label, k) == (region["lines"][0][0], 0) else "   "
-          ax.text(0.0, y, prefix + line, transform=ax.transAxes, fontsize=6.5,
-                  family="monospace", va="top", color=colour)
-          y -= 0.055
+    for k, (j, line) in enumerate(texts[i]):
+      fig.text(left / width, (top - side - 0.05 - k * line_in) / height, line, fontsize=6.5,
+               family="monospace", va="top", color=colours[j % len(colours)])
   if title:
-    fig.suptitle(title, fontsize=8)
-  fig.subplots_adjust(hspace=0.25 + 0.04 * most, top=0.93)
+    fig.suptitle(title, fontsize=8, y=1 - 0.12 / height)
   return plots.save(fig, path)
+
+
+def _text_lines(j: int, label: str, text: str, first_label: str) -> list[str]:
+  lines = _wrapped(f"{label}: {text}")
+  return [(f"{j + 1}. " if label == first_label and k == 0 else "   ") + line
+          for k, line in enumerate(lines)]
