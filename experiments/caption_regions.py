@@ -89,6 +89,10 @@ STUDY_KEYS = ("compare", "regions", "arg")
 PAIRS = "train_pairs.json"
 FIGURE = "region_phrases.png"
 SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
+# Decodings of both generators ("": the paper's beam search, summed log-probabilities; the
+# region generator's is the trainer's evaluation, metrics test/...), and the beam ranked by
+# mean log-probability per token (metrics <prefix>/beam_normalised/...).
+DECODINGS = {"": {}, "beam_normalised": {"length_normalise": True}}
 # Table 3 (Flickr30K region annotations, BLEU-1..4 x 100), from the paper, not re-checked here.
 PAPER_TABLE3 = {"human agreement": (61.5, 45.2, 30.1, 22.0),
                 "nearest neighbour": (22.9, 10.5, 0.0, 0.0),
@@ -127,7 +131,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.learning_rate = 1e-3
   config.optimizer.b2 = 0.999
   config.optimizer.warmup_steps = 50  # As caption_generation: RMSprop's first steps are large.
-  config.num_epochs, config.total_steps = 0.0, 600
+  config.num_epochs, config.total_steps = 0.0, 2000  # 9.8 epochs of the 13,001 regions.
   config.batch_size = 64
   config.eval_batch_size = 250
   config.log_every_steps = 50
@@ -139,6 +143,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.regions.beta = 0.25         # §3.1.4's MRF (0: each word's best region); docstring.
   config.regions.train_images = 0    # Training scenes whose pairs are inferred (0: all).
   config.regions.figure_scenes = 4
+  config.regions.other_decodings = True  # DECODINGS beyond the paper's beam.
   config.arg = ""
   return config
 
@@ -258,31 +263,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if jax.process_index() != 0:
     return metrics
 
-  full, full_crops, full_params, full_step = _full_image_generator(gen_dir, gen_config, test_regions)
-  full_decoded = objective_lib.decoded_captions(full, full_params, full_crops,
-                                                base.eval_batch_size)
-  references = test.references(np.arange(len(test)))
-  scores = caption_metrics.caption_scores(references, full_decoded)
-  scores["mean_length"] = float(np.mean([len(c.split()) for c in full_decoded]))
-  metrics.update({f"full_image/test/{k}": v for k, v in scores.items()})
+  region = objective_lib.Objective(base, train, 1, workdir)
+  full, full_crops, full_params, full_step = _full_image_generator(gen_dir, gen_config,
+                                                                   test_regions)
   metrics["full_image/steps"] = float(full_step)
   metrics.update({f"compare/{name}": os.path.abspath(folder) for name, folder in folders.items()})
+  references = test.references(np.arange(len(test)))
+  decoded = {}
+  for name, objective, params, crops in (("region", region, result.state.params, test),
+                                         ("full_image", full, full_params, full_crops)):
+    for decoding, kwargs in DECODINGS.items():
+      if decoding and not config.regions.other_decodings:
+        continue
+      texts = objective_lib.decoded_captions(objective, params, crops, base.eval_batch_size,
+                                             **kwargs)
+      scores = caption_metrics.caption_scores(references, texts)
+      scores["mean_length"] = float(np.mean([len(c.split()) for c in texts]))
+      prefix = "/".join(p for p in ("" if name == "region" else name, "test", decoding) if p)
+      if (name, decoding) != ("region", ""):  # The trainer's evaluation scored that one.
+        metrics.update({f"{prefix}/{k}": v for k, v in scores.items()})
+      decoded[name, decoding] = texts
 
-  n = config.regions.figure_scenes
-  if n:
-    region = objective_lib.Objective(base, train, 1, workdir)
-    shown = np.flatnonzero(test_regions.scene_index < n)
-    generated = objective_lib.decoded_captions(region, result.state.params,
-                                               _rows(test, shown), base.eval_batch_size)
-    draw(test_scenes, test_regions, shown, generated, [full_decoded[i] for i in shown],
-         os.path.join(workdir, FIGURE))
+  if config.regions.figure_scenes:
+    shown = np.flatnonzero(test_regions.scene_index < config.regions.figure_scenes)
+    draw(test_scenes, test_regions, shown, [decoded["region", ""][i] for i in shown],
+         [decoded["full_image", ""][i] for i in shown], os.path.join(workdir, FIGURE))
   return metrics
-
-
-def _rows(split: caption_inputs.CaptionInputSplit, rows) -> caption_inputs.CaptionInputSplit:
-  return caption_inputs.CaptionInputSplit(split.split, split.vocabulary, split.max_len,
-                                          split.image_size, indices=split.indices[rows],
-                                          _encoded=split._encoded)  # pylint: disable=protected-access
 
 
 def draw(test_scenes, test_regions, shown, generated, full, path: str) -> str:
@@ -333,6 +339,8 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
 
   row("ours: region generator (multimodal RNN on inferred region-phrase pairs)", "test")
   row("ours: full-image generator (caption_generation run, whole scenes)", "full_image/test")
+  row("ours: region generator, beam length-normalised", "test/beam_normalised")
+  row("ours: full-image generator, beam length-normalised", "full_image/test/beam_normalised")
   for name, values in PAPER_TABLE3.items():
     lines.append(f"| paper, Flickr30K regions: {name} | "
                  + " | ".join(f"{v:.1f}" for v in values) + " | — | — |")

@@ -15,7 +15,7 @@ import pytest
 from research.data import captions, region_captions, vocab
 from research.eval import region_phrases
 from research.launch import experiment, multirun
-from research.train import config as config_lib, trainer
+from research.train import checkpoint, config as config_lib, objectives
 from tests.conftest import ROOT, final_params
 from tests.test_caption_alignment import NAME, load as load_alignment, tiny_config
 from tests.test_caption_data import tiny  # noqa: F401  (the tiny caption_scenes fixture)
@@ -114,16 +114,33 @@ def test_a_dataset_without_region_phrases_is_a_one_line_error(coco_dir):  # noqa
 # --- The experiment ----------------------------------------------------------------------
 
 
-def _runs(root, data):
-  """A tiny finished alignment run and full-image generator, siblings in root."""
-  align = tiny_config(data, **{"total_steps": 2, "eval_every_steps": 0})
-  trainer.train(multirun.base_config(align, load_alignment().STUDY_KEYS),
-                os.path.join(root, "caption_alignment", "full"))
+def _untrained_run(objective_cls, config, workdir: str) -> None:
+  """A run folder as the trainer leaves it (config.json, vocab.json, a checkpoint),
+  with the initial parameters: what this experiment reads, without training."""
+  train, _ = objective_cls.open_inputs(config)
+  objective = objective_cls(config, train, 1, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  state = objective.start(objective.init_state())  # Writes vocab.json.
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json())
+  saver = checkpoint.Checkpointer(workdir)
+  saver.save(1, state)
+  saver.close()
+
+
+@pytest.fixture(scope="module")
+def runs(tiny, tmp_path_factory):  # noqa: F811
+  """A tiny alignment run (ground-truth regions) and full-image generator, siblings."""
+  root = tmp_path_factory.mktemp("caption_runs")
+  align = multirun.base_config(tiny_config(tiny), load_alignment().STUDY_KEYS)
+  _untrained_run(objectives.get("caption_alignment").Objective, align,
+                 str(root / "caption_alignment" / "full"))
   generation = experiment.load_module(os.path.join(ROOT, "experiments",
                                                    "caption_generation.py"))
-  config = config_lib.override(generation.get_config(""), {
-      **GENERATOR, "data.data_dir": data, "total_steps": 2})
-  trainer.train(config, os.path.join(root, "caption_generation"))
+  config = config_lib.override(generation.get_config(""), {**GENERATOR, "data.data_dir": tiny})
+  _untrained_run(objectives.get("caption_generation").Objective, config,
+                 str(root / "caption_generation"))
+  return root
 
 
 def _config(data, **overrides):
@@ -145,38 +162,48 @@ def test_an_absent_alignment_run_stops_before_any_work_naming_the_command(tiny, 
     load().validate_config(_config(tiny, **{"regions.beta": -1.0}))
 
 
-def test_end_to_end_report_figure_and_resume(tiny, tmp_path):  # noqa: F811
-  _runs(tmp_path, tiny)
+@pytest.fixture(scope="module")
+def straight(runs, tiny):  # noqa: F811
+  """The experiment run straight to step 4 beside `runs`: (workdir, metrics)."""
+  workdir = str(runs / "caption_regions")
+  return workdir, experiment.run_experiment(load(), _config(tiny), workdir, command="test")
+
+
+def test_end_to_end_report_figure_and_pairs(straight, tiny):  # noqa: F811
+  workdir, metrics = straight
   module = load()
-  straight = str(tmp_path / "caption_regions")
-  metrics = experiment.run_experiment(module, _config(tiny), straight, command="test")
   for prefix in ("test", "full_image/test"):
     for key in ("bleu1", "bleu4", "cider"):
       assert np.isfinite(metrics[f"{prefix}/{key}"]), (prefix, key)
   scenes = captions.open_captions(NAME, "test", tiny)
   objects = sum(len(scenes.phrases(i)) for i in range(len(scenes)))
   assert metrics["regions/test_regions"] == objects
-  with open(os.path.join(straight, module.PAIRS)) as f:
+  with open(os.path.join(workdir, module.PAIRS)) as f:
     pairs = json.load(f)
   assert pairs["images"] == 24 and pairs["sentences"] == 24 * 5
   assert metrics["regions/train_regions"] == len(pairs["examples"]) > 0
   assert all(e["phrases"] and e["index"] < 24 for e in pairs["examples"])
-  report = open(os.path.join(straight, "report.md")).read()
+  report = open(os.path.join(workdir, "report.md")).read()
   assert "| ours: region generator" in report and "RNN: region-level model | 35.2" in report
-  assert "does not hold" in report or "holds" in report
-  assert os.path.getsize(os.path.join(straight, module.FIGURE)) > 10_000
-  assert json.load(open(os.path.join(straight, "vocab.json")))  # The region vocabulary.
+  assert "## The paper's claims (" in report and report.count("| **") == 4  # 4 verdicts.
+  assert "beta 0.25: Each sentence" in report and "| ours: region generator, beam length" in report
+  assert os.path.getsize(os.path.join(workdir, module.FIGURE)) > 10_000
+  with open(os.path.join(workdir, "vocab.json")) as f:  # The region phrases' vocabulary.
+    assert "<unk>" in vocab.Vocabulary.from_json(f.read()).words
 
-  # Stopped after step 2, resumed to 4: the same parameters bit for bit, the pairs reused.
-  split = str(tmp_path / "split" / "caption_regions")
-  compare = {"compare.caption_alignment": str(tmp_path / "caption_alignment"),
-             "compare.caption_generation": str(tmp_path / "caption_generation"),
-             "regions.figure_scenes": 0}
-  experiment.run_experiment(module, _config(tiny, total_steps=2, **compare), split,
+
+def test_a_stopped_run_resumes_to_the_same_parameters_reusing_the_pairs(straight, runs, tiny,  # noqa: F811
+                                                                          tmp_path):
+  workdir = str(tmp_path / "caption_regions")
+  compare = {"compare.caption_alignment": str(runs / "caption_alignment"),
+             "compare.caption_generation": str(runs / "caption_generation"),
+             "regions.figure_scenes": 0, "regions.other_decodings": False}
+  module = load()
+  experiment.run_experiment(module, _config(tiny, total_steps=2, **compare), workdir,
                             command="test")
-  written = os.path.getmtime(os.path.join(split, module.PAIRS))
-  experiment.run_experiment(module, _config(tiny, **compare), split, command="test")
-  assert os.path.getmtime(os.path.join(split, module.PAIRS)) == written
-  (step_a, a), (step_b, b) = final_params(straight), final_params(split)
+  written = os.path.getmtime(os.path.join(workdir, module.PAIRS))
+  experiment.run_experiment(module, _config(tiny, **compare), workdir, command="test")
+  assert os.path.getmtime(os.path.join(workdir, module.PAIRS)) == written
+  (step_a, a), (step_b, b) = final_params(straight[0]), final_params(workdir)
   assert step_a == step_b == 4
   jax.tree.map(np.testing.assert_array_equal, a, b)
