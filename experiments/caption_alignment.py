@@ -73,7 +73,6 @@ Arguments (`--config=experiments/caption_alignment.py:ARG`):
            could not check here.
 """
 
-import functools
 import json
 import os
 
@@ -86,7 +85,7 @@ from research.errors import require
 from research.eval import alignment_plots, region_phrases
 from research.launch import multirun
 from research.report import Claim
-from research.train import checkpoint, config as config_lib, trainer
+from research.train import config as config_lib, trainer
 from research.train.objectives import caption_alignment as objective_lib
 
 STUDY_KEYS = ("variants", "arg")
@@ -181,18 +180,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def analyse(config, run_dir: str, workdir: str, num_images: int = 0) -> dict:
   """The full model's word-region alignments on the test split: the figure, the
   region-phrase pairs (PHRASES) and their agreement with the objects' phrases."""
-  test, _ = objective_lib.open_split(config, config.data.eval_split,
-                                     _saved_vocabulary(run_dir))
-  _, arrays = checkpoint.load_arrays(run_dir)
-  kwargs = {**config.model.kwargs.to_dict(), "vocab_size": len(test.vocabulary)}
-  model = models.get_model(config.model.name, **kwargs)
-  norm = objective_lib.datasets.normalization(config.data.name, config.data.mean,
-                                             config.data.std)
-  eval_step = jax.jit(functools.partial(objective_lib.embed_batch, model, arrays["params"],
-                                        norm=norm, compute_dtype=config.compute_dtype))
-  n = num_images or len(test)
-  pairs = region_phrases.infer(
-      (jax.device_get(eval_step(batch=b)) for b in test.take(n).eval_batches(50)), test)
+  pairs, test = region_phrases.infer_split(config, run_dir, config.data.eval_split,
+                                           num_images=num_images)
   agreement = region_phrases.agreement(pairs, test)
   with open(os.path.join(workdir, PHRASES), "w") as f:
     json.dump({"method": region_phrases.METHOD, "agreement": agreement, "images": pairs}, f)
@@ -200,11 +189,6 @@ def analyse(config, run_dir: str, workdir: str, num_images: int = 0) -> dict:
   alignment_plots.draw(firsts[:4], test, os.path.join(workdir, FIGURE))
   logging.info("Region phrases: %s", agreement)
   return {f"phrases/{k}": v for k, v in agreement.items()}
-
-
-def _saved_vocabulary(run_dir: str):
-  with open(os.path.join(run_dir, objective_lib.VOCAB_FILE)) as f:
-    return objective_lib.vocab.Vocabulary.from_json(f.read())
 
 
 def _gap(key: str, higher_better: bool = True):

@@ -30,7 +30,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 LAYERS = ("ops", "models", "data", "train", "eval", "report", "launch", "experiments")
 # The figures' modules: plots.py, and detection_plots.py beside it (plots.py is past 400 lines).
 PLOTTING_MODULES = ("research.eval.plots", "research.eval.detection_plots",
-                    "research.eval.alignment_plots")
+                    "research.eval.alignment_plots", "research.eval.region_plots")
 SETUP_MODULES = ("research", "research.xla_flags", "research.errors")  # Below every layer.
 
 

@@ -151,7 +151,9 @@ class Objective(base.Objective):
   def open_inputs(cls, config, train_data=None):
     """Caption splits (caption_inputs.CaptionInputSplit); the vocabulary is the
     training split's. The training split keeps the eval splits (`eval_splits`)
-    for their reference captions."""
+    for their reference captions. A caller's train_data that carries its own
+    `eval_splits` ({"test": CaptionInputSplit, ...}) is evaluated on those
+    (experiments/caption_regions.py: the test images' regions)."""
     o, data = config.objective, config.data
     kwargs = dict(max_len=o.max_len, image_size=o.image_size)
     train = train_data if train_data is not None else caption_inputs.open_caption_inputs(
@@ -159,8 +161,9 @@ class Objective(base.Objective):
     require(isinstance(train, caption_inputs.CaptionInputSplit), "data.name", data.name,
             "the caption_generation objective reads captions datasets (caption_scenes, "
             "coco_captions).")
-    evals = {"test": caption_inputs.open_caption_inputs(data, data.eval_split, train.vocabulary,
-                                                        **kwargs)}
+    evals = dict(getattr(train, "eval_splits", None) or {
+        "test": caption_inputs.open_caption_inputs(data, data.eval_split, train.vocabulary,
+                                                   **kwargs)})
     if config.eval_train_examples:
       evals["train_eval"] = train.take(config.eval_train_examples)
     train.eval_splits = evals
