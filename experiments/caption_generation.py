@@ -70,6 +70,8 @@ Arguments (`--config=experiments/caption_generation.py:ARG`):
           CIDEr 38.3. Flickr8K RNN BLEU-1..4 57.9 / 38.3 / 24.5 / 16.0;
           Flickr30K 57.3 / 36.9 / 24.0 / 15.7 (neither has a CIDEr or NN row
           there). Check these against the paper before citing them elsewhere.
+          Flickr8K and Flickr30K have no TFDS builder (TFDS 4.9.10), so no
+          argument reads them: their numbers are quoted for orientation.
 """
 
 import os
