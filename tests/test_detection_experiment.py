@@ -13,7 +13,8 @@ from research.data import detection, detection_inputs, pipeline
 from research.train import objectives
 from research.train.objectives import faster_rcnn as objective_lib
 from tests import detection_runs
-from tests.test_detection_data import _build, _mock_voc, _scenes_root, _voc_record
+from tests.test_detection_data import _build, _scenes_root
+from tests.test_detection_reader import _mock_voc, _voc_record
 
 # A seconds-long budget: few proposals (the NMS loops dominate compilation), 4 steps.
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
