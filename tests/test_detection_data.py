@@ -8,36 +8,12 @@ import os
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow_datasets as tfds
 
 from research.data import datasets, detection, reader, scene_builders, scenes
 from research.train import detection_metrics as dm
 from research.ops import boxes as box_ops
-
-TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}
-
-
-def _build(root, name="scenes_tiny", seed=0, splits=TINY_SPLITS) -> str:
-  """Prepares a tiny scenes dataset into `root` (beside links to the sources)."""
-  builder = scene_builders.make_scene_builder(name, splits=splits, seed=seed)(
-      data_dir=str(root), file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder.data_dir
-
-
-def _scenes_root(tmp_path_factory, data_dir, name):
-  root = tmp_path_factory.mktemp(name)
-  for source in scenes.SOURCES:  # The sources, prepared once for all tests.
-    os.symlink(os.path.join(data_dir, source), root / source)
-  return root
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, data_dir):
-  """(data_dir, prepared folder) of the tiny scenes, seed 0."""
-  root = _scenes_root(tmp_path_factory, data_dir, "scenes")
-  return str(root), _build(root)
+from tests import detection_runs
+from tests.detection_runs import TINY_SPLITS
 
 
 def _pools(data_dir, split):
@@ -56,15 +32,16 @@ def _make(data_dir, split, n):
 # --- The scenes --------------------------------------------------------------------
 
 
-def test_the_same_seed_gives_the_same_bytes(tiny, tmp_path_factory, data_dir):
-  again = _build(_scenes_root(tmp_path_factory, data_dir, "again"))
-  other = _build(_scenes_root(tmp_path_factory, data_dir, "other"), seed=1)
-  for path in glob.glob(os.path.join(tiny[1], "*.array_record-*")):
+def test_the_same_seed_gives_the_same_bytes(tiny_scenes, tmp_path_factory, data_dir):
+  build, root = detection_runs.build_scenes, detection_runs.scenes_root
+  again = build(root(tmp_path_factory, data_dir, "again"))
+  other = build(root(tmp_path_factory, data_dir, "other"), seed=1)
+  for path in glob.glob(os.path.join(tiny_scenes[1], "*.array_record-*")):
     with open(path, "rb") as f, open(os.path.join(again, os.path.basename(path)), "rb") as g:
       assert f.read() == g.read(), os.path.basename(path)
   first = lambda folder: reader.open_prepared(folder, "train")[0][0]["image"]
-  assert np.array_equal(first(tiny[1]), first(again))
-  assert not np.array_equal(first(tiny[1]), first(other))
+  assert np.array_equal(first(tiny_scenes[1]), first(again))
+  assert not np.array_equal(first(tiny_scenes[1]), first(other))
 
 
 def test_visible_boxes_by_hand():
@@ -77,9 +54,9 @@ def test_visible_boxes_by_hand():
   np.testing.assert_array_equal(scenes.visible_boxes(masks), [[2, 1, 6, 4], [0, 4, 10, 9]])
 
 
-def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny, data_dir):
+def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny_scenes, data_dir):
   made = _make(data_dir, "train", TINY_SPLITS["train"])
-  stored = reader.open_prepared(tiny[1], "train")[0]
+  stored = reader.open_prepared(tiny_scenes[1], "train")[0]
   config = scene_builders.SceneBuilder.CONFIG
   checked = 0
   for k, scene in enumerate(made):
@@ -104,10 +81,10 @@ def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny, data_dir):
   assert checked > 40
 
 
-def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny):
+def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny_scenes):
   objects, empty, overlapping = [], 0, 0
   for split, n in TINY_SPLITS.items():
-    data = detection.open_detection("scenes_tiny", split, tiny[0])
+    data = detection.open_detection("scenes_tiny", split, tiny_scenes[0])
     assert len(data) == n and data.class_names == scenes.CLASS_NAMES
     for i in range(n):
       boxes = data.annotation(i).boxes * 128
@@ -124,7 +101,7 @@ def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny):
   assert sides.max() >= 60  # And big ones (3x items are 84 px).
 
 
-def test_splits_draw_from_disjoint_items(tiny, data_dir):
+def test_splits_draw_from_disjoint_items(tiny_scenes, data_dir):
   used = {}
   for split in TINY_SPLITS:
     pools = scene_builders.POOLS[split]
@@ -136,7 +113,7 @@ def test_splits_draw_from_disjoint_items(tiny, data_dir):
   assert not used["train"] & used["validation"] and not used["train"] & used["test"]
   assert not used["validation"] & used["test"]
   images = {split: {r["image"].tobytes() for r in reader.read_records(
-      reader.open_prepared(tiny[1], split)[0], range(n))} for split, n in TINY_SPLITS.items()}
+      reader.open_prepared(tiny_scenes[1], split)[0], range(n))} for split, n in TINY_SPLITS.items()}
   assert not images["train"] & images["test"] and not images["train"] & images["validation"]
 
 
@@ -157,9 +134,9 @@ def test_the_registered_scenes_are_known():
 # --- COCO export -------------------------------------------------------------------
 
 
-def test_coco_export_reads_back_with_pycocotools(tiny, tmp_path):
+def test_coco_export_reads_back_with_pycocotools(tiny_scenes, tmp_path):
   from pycocotools.coco import COCO
-  data = detection.open_detection("scenes_tiny", "test", tiny[0])
+  data = detection.open_detection("scenes_tiny", "test", tiny_scenes[0])
   path = tmp_path / "test.json"
   path.write_text(json.dumps(detection.to_coco(data)))
   coco = COCO(str(path))
@@ -223,8 +200,8 @@ def test_the_metrics_iou_is_the_ops_iou():
   assert expected[0].max() == 0 and (expected > 0).any()
 
 
-def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny):
-  data = detection.open_detection("scenes_tiny", "train", tiny[0])
+def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny_scenes):
+  data = detection.open_detection("scenes_tiny", "train", tiny_scenes[0])
   truth = detection.to_coco(data)
   examples = data.examples(range(len(data)))
   perfect = [_det(e.boxes, np.ones(len(e.labels)), e.labels) for e in examples]
@@ -240,9 +217,9 @@ def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny):
 # --- The picture -------------------------------------------------------------------
 
 
-def test_scene_grid_draws_ground_truth_and_detections(tiny, tmp_path):
+def test_scene_grid_draws_ground_truth_and_detections(tiny_scenes, tmp_path):
   from research.eval import detection_plots
-  data = detection.open_detection("scenes_tiny", "test", tiny[0])
+  data = detection.open_detection("scenes_tiny", "test", tiny_scenes[0])
   examples = data.examples(range(4))
   detections = [_det(e.boxes, np.full(len(e.labels), 0.9), e.labels) for e in examples]
   path = detection_plots.scene_grid(examples, data.class_names, str(tmp_path / "grid.png"),
