@@ -3,6 +3,7 @@
 import os
 import shutil
 import socket
+import sys
 import tempfile
 
 import ml_collections
@@ -13,28 +14,37 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DATA_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".tfds_test"))
 os.environ["TFDS_DATA_DIR"] = TEST_DATA_DIR
+_XLA_CACHE = None
 
-# One persistent XLA compilation cache for the whole test session, in a temporary
-# folder removed at its end: the in-process tests and every subprocess they start
-# (launch.py runs, killed and resumed runs, Slurm jobs) inherit it through the
-# environment, so a program compiled once (the tiny LeNet's steps, a detector's
-# steps before and after a SIGKILL) is read back instead of compiled again.
-# Set here, before jax is imported, and only for the tests: a user's runs never
-# see it. A test's subprocess that imports this module keeps its parent's folder.
-# Every program is written, however fast it compiles: measured here, writing adds
-# about 5% to a cold compile, and a read is several times faster than compiling
-# even the small programs (an eager op's or a parameter initialiser's).
-_XLA_CACHE_OWNER = "RESEARCH_TESTS_XLA_CACHE" not in os.environ
-if _XLA_CACHE_OWNER:
-  os.environ["RESEARCH_TESTS_XLA_CACHE"] = tempfile.mkdtemp(prefix="research_tests_xla_cache_")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ["RESEARCH_TESTS_XLA_CACHE"]
-os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+def pytest_configure(config):  # pylint: disable=unused-argument
+  """One persistent XLA compilation cache for the whole test session, in a temporary
+  folder removed at its end (pytest_unconfigure).
+
+  The in-process tests and every subprocess they start (launch.py runs, killed and
+  resumed runs, Slurm jobs) inherit it through the environment, so a program compiled
+  once (the tiny LeNet's steps, a detector's steps before and after a SIGKILL) is read
+  back instead of compiled again. Set here, before any test module imports jax, and
+  only in the pytest process and its children: a user's runs never see it. Every
+  program is written, however fast it compiles: measured here, writing adds about 5%
+  to a cold compile, and a read is several times faster than compiling even the small
+  programs (an eager op's, a parameter initialiser's).
+  """
+  global _XLA_CACHE
+  _XLA_CACHE = tempfile.mkdtemp(prefix="research_tests_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+  if "jax" in sys.modules:  # Imported before the tests (by a plugin): tell it too.
+    import jax
+    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
-  if _XLA_CACHE_OWNER:
-    shutil.rmtree(os.environ.pop("RESEARCH_TESTS_XLA_CACHE"), ignore_errors=True)
+  if _XLA_CACHE:
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
