@@ -100,9 +100,10 @@ OVERFIT = {"objective.num_rois": 64, "model.kwargs.pre_nms_train": 600,
 OVERFIT_STEPS = 300
 
 
-def _train(scenes, steps: int):
-  """(objective, state, the 8 scenes, last step's metrics) after `steps` steps on 8 scenes."""
-  config = tiny_config(scenes, total_steps=steps, **OVERFIT)
+def _train(scenes, steps: int, **overrides):
+  """(objective, state, the 8 scenes, last step's metrics) after `steps` steps on 8 scenes
+  of tiny_config(scenes, **overrides)."""
+  config = tiny_config(scenes, total_steps=steps, **overrides)
   config.objective.flip = False
   train, _ = objective_lib.Objective.open_inputs(config)
   train = train.take(8)
@@ -118,13 +119,15 @@ def _train(scenes, steps: int):
 
 @pytest.fixture(scope="module")
 def overfit(scenes):
-  return _train(scenes, OVERFIT_STEPS)
+  return _train(scenes, OVERFIT_STEPS, **OVERFIT)
 
 
 @pytest.fixture(scope="module")
 def untrained(scenes):
   """What timing and proposal ranking need: a detector of any quality (untrained: no
-  training step to compile)."""
+  training step to compile), of test_detection_experiment.py's tiny config: its
+  end-to-end run compiled the same initialiser and timed programs (the session's
+  compilation cache)."""
   return _train(scenes, 0)
 
 
