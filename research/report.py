@@ -31,13 +31,17 @@ def compared_metrics(workdir: str, compare) -> dict:
   """The metrics of the runs a report compares with (config.compare: {experiment
   name: workdir or ""}, see `compared_run`), as "<name>/<metric>", plus
   "compare/<name>": the folder read. A run not there adds no metrics, so its
-  claims say "not measured"."""
+  claims say "not measured". The compared run's own compared metrics are left out
+  (its "<other>/..." keys beside a "compare/<other>"): one level, so the files
+  do not nest deeper with every run."""
   out = {}
   for name in compare:
     folder, found = compared_run(workdir, name, compare[name])
+    found = found or {}
     out[f"compare/{name}"] = folder
-    out.update({f"{name}/{k}": v for k, v in (found or {}).items()
-                if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    out.update({f"{name}/{k}": v for k, v in found.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                and f"compare/{k.split('/')[0]}" not in found})
   return out
 
 
