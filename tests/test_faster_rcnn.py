@@ -100,10 +100,9 @@ OVERFIT = {"objective.num_rois": 64, "model.kwargs.pre_nms_train": 600,
 OVERFIT_STEPS = 300
 
 
-def _train(scenes, steps: int, **overrides):
-  """(objective, state, the 8 scenes, last step's metrics) after `steps` steps on 8 scenes
-  of tiny_config(scenes, **overrides)."""
-  config = tiny_config(scenes, total_steps=steps, **overrides)
+def _train(scenes, steps: int):
+  """(objective, state, the 8 scenes, last step's metrics) after `steps` steps on 8 scenes."""
+  config = tiny_config(scenes, total_steps=steps, **OVERFIT)
   config.objective.flip = False
   train, _ = objective_lib.Objective.open_inputs(config)
   train = train.take(8)
@@ -119,15 +118,13 @@ def _train(scenes, steps: int, **overrides):
 
 @pytest.fixture(scope="module")
 def overfit(scenes):
-  return _train(scenes, OVERFIT_STEPS, **OVERFIT)
+  return _train(scenes, OVERFIT_STEPS)
 
 
 @pytest.fixture(scope="module")
 def untrained(scenes):
   """What timing and proposal ranking need: a detector of any quality (untrained: no
-  training step to compile), of test_detection_experiment.py's tiny config: its
-  end-to-end run compiled the same initialiser and timed programs (the session's
-  compilation cache)."""
+  training step to compile)."""
   return _train(scenes, 0)
 
 
