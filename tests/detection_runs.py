@@ -1,5 +1,6 @@
-"""What the detectors' experiment tests share: loading an experiment module, its tiny
-config on the tiny scenes, and a run in a subprocess (to kill it, and to resume)."""
+"""What the detection tests share: the tiny scenes (built once per session: conftest's
+`tiny_scenes` and `scenes` fixtures), loading an experiment module, its tiny config on
+the tiny scenes, and a run in a subprocess (to kill it, and to resume)."""
 
 import importlib.util
 import os
@@ -10,6 +11,31 @@ import textwrap
 from tests.conftest import ROOT
 
 SCENES_MEAN, SCENES_STD = (0.4667, 0.3944, 0.3717), (0.2479, 0.2129, 0.2174)
+TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}
+
+
+def build_scenes(root, name="scenes_tiny", seed=0, splits=TINY_SPLITS) -> str:
+  """Prepares a tiny scenes dataset (128 x 128 px) into `root`, which holds links to
+  the sources (`scenes_root`); returns the prepared folder."""
+  import tensorflow_datasets as tfds
+  from research.data import scene_builders
+  builder = scene_builders.make_scene_builder(name, splits=splits, seed=seed)(
+      data_dir=str(root), file_format="array_record")
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  return builder.data_dir
+
+
+def scenes_root(tmp_path_factory, data_dir: str, name: str, link=()):
+  """A new data_dir holding links to the scenes' sources (prepared once for all tests
+  in `data_dir`) and to the folders `link` (other prepared datasets)."""
+  from research.data import scenes
+  root = tmp_path_factory.mktemp(name)
+  for source in scenes.SOURCES:
+    os.symlink(os.path.join(data_dir, source), root / source)
+  for folder in link:
+    os.symlink(folder, root / os.path.basename(folder))
+  return root
 
 
 def load(name: str):
@@ -44,14 +70,13 @@ _RUN_SCRIPT = textwrap.dedent("""
 """)
 
 
-def run(test_module: str, workdir, data, cache, *, report=True, kill_at=None):
+def run(test_module: str, workdir, data, *, report=True, kill_at=None):
   """The tiny run of `test_module`'s load() and tiny_config(data) in a subprocess:
   experiment.run_experiment (report=True) or the loop alone; killed by SIGKILL after
-  step kill_at. Runs sharing `cache` share a persistent compilation cache:
-  compiling the detector's steps is most of their time."""
+  step kill_at. The runs share the test session's persistent compilation cache
+  (tests/conftest.py): compiling the detector's steps is most of their time."""
   from research.train import trainer
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  env = dict(os.environ)
   if kill_at is not None:
     env[trainer._KILL_AT_STEP_ENV] = str(kill_at)
   script = _RUN_SCRIPT.format(root=ROOT, test_module=test_module, data=data, workdir=workdir,
@@ -72,23 +97,23 @@ def assert_stops_before_work(module, config, workdir, match: str) -> None:
   assert not os.path.exists(workdir) or not os.listdir(workdir)
 
 
-def kill_then_resume(test_module: str, workdir, data, cache) -> None:
+def kill_then_resume(test_module: str, workdir, data) -> None:
   """The tiny 4-step run killed by SIGKILL after step 3 (its newest checkpoint is
   step 2's), then run again into the same workdir: resumed, evaluated, reported."""
   from research.train import checkpoint
-  result = run(test_module, workdir, data, cache, kill_at=3)
+  result = run(test_module, workdir, data, kill_at=3)
   assert result.returncode == -9, result.stderr[-3000:]
   assert checkpoint.load_arrays(workdir)[0] == 2  # Killed after step 3: 4 never reached.
-  result = run(test_module, workdir, data, cache)
+  result = run(test_module, workdir, data)
   assert result.returncode == 0, result.stderr[-3000:]
 
 
-def assert_same_as_straight(test_module: str, resumed, straight, data, cache) -> None:
+def assert_same_as_straight(test_module: str, resumed, straight, data) -> None:
   """An uninterrupted run into `straight` ends with the parameters of `resumed`, bit for bit."""
   import jax
   import numpy as np
   from tests.conftest import final_params
-  result = run(test_module, straight, data, cache, report=False)
+  result = run(test_module, straight, data, report=False)
   assert result.returncode == 0, result.stderr[-3000:]
   step_a, params_a = final_params(straight)
   step_b, params_b = final_params(resumed)

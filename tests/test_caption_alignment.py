@@ -204,9 +204,8 @@ _RUN_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(workdir, data, cache, *, report=True, kill_at=None):
-  env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+def _run(workdir, data, *, report=True, kill_at=None):
+  env = dict(os.environ)  # With the session's compilation cache (tests/conftest.py).
   if kill_at is not None:
     env[trainer._KILL_AT_STEP_ENV] = str(kill_at)  # pylint: disable=protected-access
   script = _RUN_SCRIPT.format(root=ROOT, data=data, workdir=workdir, report=report)
@@ -216,12 +215,12 @@ def _run(workdir, data, cache, *, report=True, kill_at=None):
 
 def test_end_to_end_report_and_exact_resume_after_sigkill(tiny, tmp_path):  # noqa: F811
   assert "caption_alignment" in objectives.names()
-  straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
-  result = _run(killed, tiny, cache, kill_at=3)
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  result = _run(killed, tiny, kill_at=3)
   assert result.returncode == -9, result.stderr[-3000:]
   assert checkpoint.load_arrays(os.path.join(killed, "full"))[0] == 2
 
-  result = _run(killed, tiny, cache)  # Resumes, evaluates, analyses, reports.
+  result = _run(killed, tiny)  # Resumes, evaluates, analyses, reports.
   assert result.returncode == 0, result.stderr[-3000:]
   metrics = json.load(open(os.path.join(killed, "metrics.json")))
   for side in ("image_annotation", "image_search"):
@@ -237,7 +236,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(tiny, tmp_path):  # no
   report = open(os.path.join(killed, "report.md")).read()
   assert "| full |" in report and "without the MRF" in report
 
-  result = _run(straight, tiny, cache, report=False)
+  result = _run(straight, tiny, report=False)
   assert result.returncode == 0, result.stderr[-3000:]
   step_a, params_a = final_params(os.path.join(straight, "full"))
   step_b, params_b = final_params(os.path.join(killed, "full"))

@@ -1,5 +1,5 @@
-"""Detection data (issue 16): the scenes, the reader on voc/2007 and coco/2017
-layouts, COCO export, bad annotations, VOC and COCO AP."""
+"""Detection data (issue 16): the scenes, COCO export, VOC and COCO AP (the reader on
+voc/2007 and coco/2017 layouts and bad annotations: test_detection_reader.py)."""
 
 import glob
 import json
@@ -8,36 +8,12 @@ import os
 import numpy as np
 from PIL import Image
 import pytest
-import tensorflow_datasets as tfds
 
 from research.data import datasets, detection, reader, scene_builders, scenes
 from research.train import detection_metrics as dm
 from research.ops import boxes as box_ops
-
-TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}
-
-
-def _build(root, name="scenes_tiny", seed=0, splits=TINY_SPLITS) -> str:
-  """Prepares a tiny scenes dataset into `root` (beside links to the sources)."""
-  builder = scene_builders.make_scene_builder(name, splits=splits, seed=seed)(
-      data_dir=str(root), file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder.data_dir
-
-
-def _scenes_root(tmp_path_factory, data_dir, name):
-  root = tmp_path_factory.mktemp(name)
-  for source in scenes.SOURCES:  # The sources, prepared once for all tests.
-    os.symlink(os.path.join(data_dir, source), root / source)
-  return root
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, data_dir):
-  """(data_dir, prepared folder) of the tiny scenes, seed 0."""
-  root = _scenes_root(tmp_path_factory, data_dir, "scenes")
-  return str(root), _build(root)
+from tests import detection_runs
+from tests.detection_runs import TINY_SPLITS
 
 
 def _pools(data_dir, split):
@@ -56,15 +32,16 @@ def _make(data_dir, split, n):
 # --- The scenes --------------------------------------------------------------------
 
 
-def test_the_same_seed_gives_the_same_bytes(tiny, tmp_path_factory, data_dir):
-  again = _build(_scenes_root(tmp_path_factory, data_dir, "again"))
-  other = _build(_scenes_root(tmp_path_factory, data_dir, "other"), seed=1)
-  for path in glob.glob(os.path.join(tiny[1], "*.array_record-*")):
+def test_the_same_seed_gives_the_same_bytes(tiny_scenes, tmp_path_factory, data_dir):
+  build, root = detection_runs.build_scenes, detection_runs.scenes_root
+  again = build(root(tmp_path_factory, data_dir, "again"))
+  other = build(root(tmp_path_factory, data_dir, "other"), seed=1)
+  for path in glob.glob(os.path.join(tiny_scenes[1], "*.array_record-*")):
     with open(path, "rb") as f, open(os.path.join(again, os.path.basename(path)), "rb") as g:
       assert f.read() == g.read(), os.path.basename(path)
   first = lambda folder: reader.open_prepared(folder, "train")[0][0]["image"]
-  assert np.array_equal(first(tiny[1]), first(again))
-  assert not np.array_equal(first(tiny[1]), first(other))
+  assert np.array_equal(first(tiny_scenes[1]), first(again))
+  assert not np.array_equal(first(tiny_scenes[1]), first(other))
 
 
 def test_visible_boxes_by_hand():
@@ -77,9 +54,9 @@ def test_visible_boxes_by_hand():
   np.testing.assert_array_equal(scenes.visible_boxes(masks), [[2, 1, 6, 4], [0, 4, 10, 9]])
 
 
-def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny, data_dir):
+def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny_scenes, data_dir):
   made = _make(data_dir, "train", TINY_SPLITS["train"])
-  stored = reader.open_prepared(tiny[1], "train")[0]
+  stored = reader.open_prepared(tiny_scenes[1], "train")[0]
   config = scene_builders.SceneBuilder.CONFIG
   checked = 0
   for k, scene in enumerate(made):
@@ -104,10 +81,10 @@ def test_each_box_encloses_exactly_its_objects_visible_pixels(tiny, data_dir):
   assert checked > 40
 
 
-def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny):
+def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny_scenes):
   objects, empty, overlapping = [], 0, 0
   for split, n in TINY_SPLITS.items():
-    data = detection.open_detection("scenes_tiny", split, tiny[0])
+    data = detection.open_detection("scenes_tiny", split, tiny_scenes[0])
     assert len(data) == n and data.class_names == scenes.CLASS_NAMES
     for i in range(n):
       boxes = data.annotation(i).boxes * 128
@@ -124,7 +101,7 @@ def test_empty_scenes_tiny_objects_and_overlaps_occur(tiny):
   assert sides.max() >= 60  # And big ones (3x items are 84 px).
 
 
-def test_splits_draw_from_disjoint_items(tiny, data_dir):
+def test_splits_draw_from_disjoint_items(tiny_scenes, data_dir):
   used = {}
   for split in TINY_SPLITS:
     pools = scene_builders.POOLS[split]
@@ -136,7 +113,7 @@ def test_splits_draw_from_disjoint_items(tiny, data_dir):
   assert not used["train"] & used["validation"] and not used["train"] & used["test"]
   assert not used["validation"] & used["test"]
   images = {split: {r["image"].tobytes() for r in reader.read_records(
-      reader.open_prepared(tiny[1], split)[0], range(n))} for split, n in TINY_SPLITS.items()}
+      reader.open_prepared(tiny_scenes[1], split)[0], range(n))} for split, n in TINY_SPLITS.items()}
   assert not images["train"] & images["test"] and not images["train"] & images["validation"]
 
 
@@ -157,9 +134,9 @@ def test_the_registered_scenes_are_known():
 # --- COCO export -------------------------------------------------------------------
 
 
-def test_coco_export_reads_back_with_pycocotools(tiny, tmp_path):
+def test_coco_export_reads_back_with_pycocotools(tiny_scenes, tmp_path):
   from pycocotools.coco import COCO
-  data = detection.open_detection("scenes_tiny", "test", tiny[0])
+  data = detection.open_detection("scenes_tiny", "test", tiny_scenes[0])
   path = tmp_path / "test.json"
   path.write_text(json.dumps(detection.to_coco(data)))
   coco = COCO(str(path))
@@ -173,152 +150,6 @@ def test_coco_export_reads_back_with_pycocotools(tiny, tmp_path):
       assert ann["bbox"] == [xmin, ymin, xmax - xmin, ymax - ymin]
       assert ann["category_id"] == label + 1 and ann["iscrowd"] == 0
     assert coco.imgs[i]["height"] == coco.imgs[i]["width"] == 128
-
-
-# --- The reader on voc/2007 and coco/2017 layouts ----------------------------------
-
-
-class _Records(list):
-  """A data source of given records (tfds.data_source's interface)."""
-  dataset_info = None
-
-  def __getitems__(self, keys):
-    return [self[k] for k in keys]
-
-
-def _voc_record(boxes, labels, difficult, size=(40, 60)):
-  return {"image": np.zeros((*size, 3), np.uint8), "image/filename": b"000001.jpg",
-          "objects": {"bbox": np.asarray(boxes, np.float32).reshape(-1, 4),
-                      "label": np.asarray(labels, np.int64),
-                      "is_difficult": np.asarray(difficult, bool),
-                      "is_truncated": np.zeros(len(labels), bool),
-                      "pose": np.zeros(len(labels), np.int64)},
-          "labels": sorted(set(labels)), "labels_no_difficult": sorted(set(labels))}
-
-
-def _mock_voc(records):
-  def as_data_source(builder, split, **kwargs):
-    del split, kwargs
-    source = _Records(records)
-    source.dataset_info = builder.info
-    return source
-  return tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                                as_data_source_fn=as_data_source)
-
-
-def test_reader_maps_voc_2007_records_to_pixel_boxes(tmp_path):
-  records = [_voc_record([[0.1, 0.5, 0.6, 1.0], [0.0, 0.0, 1.0, 0.25]], [14, 0], [False, True]),
-             _voc_record([], [], [])]
-  with _mock_voc(records):
-    data = detection.open_detection("voc/2007", "test", str(tmp_path))
-  assert data.layout == "voc" and data.num_classes == 20
-  assert data.class_names[:2] == ("aeroplane", "bicycle") and data.class_names[14] == "person"
-  e = data[0]
-  np.testing.assert_allclose(e.boxes, [[4, 30, 24, 60], [0, 0, 40, 15]], atol=1e-5)
-  assert e.labels.tolist() == [14, 0] and e.difficult.tolist() == [False, True]
-  assert not e.crowd.any() and e.filename == "000001.jpg" and e.image_id == 0
-  batch = data.batch([0, 1])
-  assert batch["labels"].tolist() == [[14, 0], [-1, -1]]
-  assert batch["valid"].tolist() == [[True, True], [False, False]]
-
-
-def test_tfds_random_voc_mock_is_refused_for_its_unequal_lengths(tmp_path):
-  # tfds.testing.mock_data draws each sequence's length on its own. Depending on
-  # the mock's path, TFDS's decoder finds it first, or our own count check does.
-  with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
-    with pytest.raises(detection.AnnotationError,
-                       match=r"voc/2007\[train\] example 0 (cannot be decoded: .*length of all "
-                             r"elements of one sequence should be the same|\(.*\): its objects' "
-                             r"fields differ in number \(bbox 15, .*label 11)"):
-      detection.open_detection("voc/2007", "train", str(tmp_path))
-
-
-class _CocoLayout(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A tiny dataset in TFDS coco/2017's feature layout (TFDS's coco.py `_info`),
-  prepared where a user's copy would be: <data_dir>/coco/2017/1.1.0."""
-
-  name = "coco"
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="2017", version="1.1.0")]
-  OBJECTS = {}  # Per split: [[(bbox, label, is_crowd), ...] per image].
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(encoding_format="jpeg"),
-        "image/filename": tfds.features.Text(),
-        "image/id": np.int64,
-        "objects": tfds.features.Sequence({
-            "id": np.int64, "area": np.int64, "bbox": tfds.features.BBoxFeature(),
-            "label": tfds.features.ClassLabel(names=("person", "bicycle", "car")),
-            "is_crowd": np.bool_}),
-    }))
-
-  def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(images) for split, images in self.OBJECTS.items()}
-
-  def _generate_examples(self, images):
-    for i, objects in enumerate(images):
-      yield i, {"image": Image.fromarray(np.full((50, 80, 3), 40 * i, np.uint8)),
-                "image/filename": f"{i:012d}.jpg", "image/id": 1000 + i,
-                "objects": [{"id": 7 * i + j, "area": 1, "bbox": np.array(b, np.float32),
-                             "label": label, "is_crowd": crowd}
-                            for j, (b, label, crowd) in enumerate(objects)]}
-
-
-def _coco_dir(tmp_path, objects):
-  builder = type("coco", (_CocoLayout,), {"OBJECTS": objects}, skip_registration=True)(
-      data_dir=str(tmp_path), config="2017", file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  assert builder.data_dir == str(tmp_path / "coco" / "2017" / "1.1.0")
-  return str(tmp_path)
-
-
-def test_reader_opens_a_prepared_coco_2017_copy(tmp_path):
-  data_dir = _coco_dir(tmp_path, {"validation": [
-      [([0.2, 0.25, 0.6, 0.5], 2, False), ([0.0, 0.0, 1.0, 1.0], 0, True)], []]})
-  data = detection.open_detection("coco/2017", "validation", data_dir)
-  assert data.layout == "coco" and data.class_names == ("person", "bicycle", "car")
-  e = data[0]
-  assert e.image.shape == (50, 80, 3) and e.image_id == 1000 and e.filename == "000000000000.jpg"
-  np.testing.assert_allclose(e.boxes, [[10, 20, 30, 40], [0, 0, 50, 80]], atol=1e-4)
-  assert e.labels.tolist() == [2, 0] and e.crowd.tolist() == [False, True]
-  coco = detection.to_coco(data)
-  assert [im["id"] for im in coco["images"]] == [1000, 1001]
-  assert coco["images"][0]["height"] == 50  # Read from the JPEG header, not decoded.
-  assert [a["iscrowd"] for a in coco["annotations"]] == [0, 1]
-
-
-def test_a_zero_area_box_in_user_data_is_a_one_line_error(tmp_path):
-  data_dir = _coco_dir(tmp_path, {"train": [[([0.1, 0.1, 0.5, 0.5], 0, False)],
-                                            [([0.1, 0.3, 0.5, 0.3], 1, False)]]})
-  with pytest.raises(box_ops.InvalidBoxError) as e:
-    detection.open_detection("coco/2017", "train", data_dir)
-  assert str(e.value).count("\n") == 0
-  assert "coco/2017[train] example 1 ('000000000001.jpg'): box 0 " in str(e.value)
-  assert "has zero or negative width (xmax <= xmin)" in str(e.value)
-  assert str(e.value).endswith("correct or remove that object's annotation.")
-
-
-def test_labels_outside_the_class_list_are_refused(tmp_path):
-  data_dir = _coco_dir(tmp_path, {"train": [[([0.1, 0.1, 0.5, 0.5], 2, False)]]})
-  with pytest.raises(detection.AnnotationError,
-                     match=r"object 0 has label 2, outside the class list of 2 classes \[0, 2\)"):
-    detection.open_detection("coco/2017", "train", data_dir, class_names=("person", "bicycle"))
-
-
-@pytest.mark.parametrize("record,error,match", [
-    (_voc_record([[0.5, 0.1, 0.2, 0.3]], [3], [False]), box_ops.InvalidBoxError,
-     r"box 0 .* has zero or negative height"),
-    (_voc_record([[0.1, 0.1, 0.2, 1.5]], [3], [False]), box_ops.InvalidBoxError,
-     r"box 0 .* lies outside the image \[0, 1.0\] x \[0, 1.0\]"),
-    ({**_voc_record([[0.1, 0.1, 0.2, 0.3]] * 2, [3, 4], [False, False]),
-      "objects": {"bbox": np.zeros((2, 4), np.float32), "label": np.array([3])}},
-     detection.AnnotationError, r"objects' fields differ in number \(bbox 2, label 1\)"),
-])
-def test_bad_voc_annotations_are_refused(tmp_path, record, error, match):
-  with _mock_voc([_voc_record([], [], []), record]):
-    with pytest.raises(error, match=r"voc/2007\[test\] example 1 .*" + match):
-      detection.open_detection("voc/2007", "test", str(tmp_path))
 
 
 # --- AP ----------------------------------------------------------------------------
@@ -369,8 +200,8 @@ def test_the_metrics_iou_is_the_ops_iou():
   assert expected[0].max() == 0 and (expected > 0).any()
 
 
-def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny):
-  data = detection.open_detection("scenes_tiny", "train", tiny[0])
+def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny_scenes):
+  data = detection.open_detection("scenes_tiny", "train", tiny_scenes[0])
   truth = detection.to_coco(data)
   examples = data.examples(range(len(data)))
   perfect = [_det(e.boxes, np.ones(len(e.labels)), e.labels) for e in examples]
@@ -386,9 +217,9 @@ def test_coco_ap_is_one_on_perfect_detections_and_lower_on_perturbed(tiny):
 # --- The picture -------------------------------------------------------------------
 
 
-def test_scene_grid_draws_ground_truth_and_detections(tiny, tmp_path):
+def test_scene_grid_draws_ground_truth_and_detections(tiny_scenes, tmp_path):
   from research.eval import detection_plots
-  data = detection.open_detection("scenes_tiny", "test", tiny[0])
+  data = detection.open_detection("scenes_tiny", "test", tiny_scenes[0])
   examples = data.examples(range(4))
   detections = [_det(e.boxes, np.full(len(e.labels), 0.9), e.labels) for e in examples]
   path = detection_plots.scene_grid(examples, data.class_names, str(tmp_path / "grid.png"),

@@ -13,7 +13,7 @@ from research.data import detection, detection_inputs, pipeline
 from research.train import objectives
 from research.train.objectives import faster_rcnn as objective_lib
 from tests import detection_runs
-from tests.test_detection_data import _build, _mock_voc, _scenes_root, _voc_record
+from tests.test_detection_reader import _mock_voc, _voc_record
 
 # A seconds-long budget: few proposals (the NMS loops dominate compilation), 4 steps.
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
@@ -29,14 +29,6 @@ def load():
 
 def tiny_config(data_root: str, **overrides):
   return detection_runs.scenes_config("faster_rcnn", data_root, TINY, **overrides)
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory, data_dir):
-  """The data_dir of the tiny scenes (24 train, 8 test, 128 px)."""
-  root = _scenes_root(tmp_path_factory, data_dir, "det_experiment")
-  _build(root)
-  return str(root)
 
 
 # --- The input split -----------------------------------------------------------------
@@ -124,8 +116,8 @@ _MODULE = "tests.test_detection_experiment"  # Its load() and tiny_config(), for
 
 
 def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
-  straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
-  detection_runs.kill_then_resume(_MODULE, killed, scenes, cache)
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  detection_runs.kill_then_resume(_MODULE, killed, scenes)
   rows = [json.loads(l) for l in open(os.path.join(killed, "metrics.jsonl"))]
   metrics = {k: v for r in rows for k, v in r.items()}
   assert metrics["step"] == 4
@@ -141,7 +133,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert 0 < final["test/proposal_seconds_per_image"] < final["test/seconds_per_image"]
   assert final["test/recall_images"] == 4 and "Recall of the first 4 test images" in report
 
-  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes, cache)
+  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes)
 
 
 def test_the_interface_the_trainer_reads(scenes):

@@ -16,7 +16,6 @@ from research.models import detection_postprocess as post
 from research.report import evaluate_claims
 from research.train import checkpoint
 from tests import detection_runs
-from tests.test_detection_experiment import scenes  # noqa: F401 (the tiny scenes fixture)
 
 # Seconds, not minutes: 4 steps, 16 RoIs per image, 64 proposal slots, 2 timed images.
 TINY = {"total_steps": 4, "checkpoint_every_steps": 2, "log_every_steps": 1,
@@ -142,8 +141,8 @@ _MODULE = "tests.test_fast_rcnn"  # Its load() and tiny_config(), for the runs.
 
 
 def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
-  straight, killed, cache = (str(tmp_path / d) for d in ("straight", "killed", "cache"))
-  result = detection_runs.run(_MODULE, killed, scenes, cache, kill_at=3)
+  straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+  result = detection_runs.run(_MODULE, killed, scenes, kill_at=3)
   assert result.returncode == -9, result.stderr[-3000:]
   assert checkpoint.load_arrays(killed)[0] == 2
   stored = os.path.join(scenes, "proposals", "scenes_tiny")
@@ -151,7 +150,7 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
              for d, _, files in os.walk(stored) for f in files}
   assert len(entries) == 24 + 8  # Every train and test scene, computed before training.
 
-  result = detection_runs.run(_MODULE, killed, scenes, cache)  # Resumes, times, reports.
+  result = detection_runs.run(_MODULE, killed, scenes)  # Resumes, times, reports.
   assert result.returncode == 0, result.stderr[-3000:]
   assert {p: os.path.getmtime(p) for p in entries} == entries  # The cache was reused.
   metrics = json.load(open(os.path.join(killed, "metrics.json")))
@@ -172,4 +171,4 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert f"not measured: run experiments/rcnn.py into {tmp_path / 'rcnn'} first" in report
   assert os.path.getsize(os.path.join(killed, load().FIGURE)) > 10_000
 
-  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes, cache)
+  detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes)

@@ -13,7 +13,7 @@ import pytest
 from research.eval import detection_plots, faster_rcnn_measures, proposal_recall
 from research.report import evaluate_claims
 from research.train.objectives import faster_rcnn as objective_lib
-from tests.test_detection_experiment import load, scenes, tiny_config  # noqa: F401 (fixture)
+from tests.test_detection_experiment import load, tiny_config
 
 # --- Recall against the number of proposals ---------------------------------------------
 
@@ -117,12 +117,12 @@ def _train(scenes, steps: int):
 
 
 @pytest.fixture(scope="module")
-def overfit(scenes):  # noqa: F811 (the fixture imported above)
+def overfit(scenes):
   return _train(scenes, OVERFIT_STEPS)
 
 
 @pytest.fixture(scope="module")
-def untrained(scenes):  # noqa: F811
+def untrained(scenes):
   """What timing and proposal ranking need: a detector of any quality (untrained: no
   training step to compile)."""
   return _train(scenes, 0)

@@ -17,10 +17,9 @@ from research.launch import experiment
 from research.ops import boxes as box_ops
 from research.train import bbox_regression, config as config_lib
 from tests.conftest import ROOT
-from tests.test_detection_data import _mock_voc, _voc_record
+from tests.test_detection_reader import _mock_voc, _voc_record
 # The tiny scenes (24 train, 8 validation, 8 test, 128 px) and their statistics.
 from tests.detection_runs import SCENES_MEAN, SCENES_STD
-from tests.test_detection_experiment import scenes  # noqa: F401  (the fixture)
 
 # Seconds: a 16-pixel warp, a narrow net, 6 steps of 16 windows, 8 test scenes.
 TINY = {"total_steps": 6, "checkpoint_every_steps": 3, "log_every_steps": 3,

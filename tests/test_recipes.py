@@ -167,17 +167,10 @@ def test_claims_read_the_views_metrics():
 
 # --- End to end through launch.py on mock data ---------------------------------
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-  """One persistent XLA cache for this module's subprocesses: each compiles a
-  net's steps once, and the killed and resumed runs reuse them."""
-  return str(tmp_path_factory.mktemp("xla_cache"))
-
-
-def launch_mock(config, workdir, flags, cache, env_extra=None, examples=64):
-  env = {**os.environ, "MOCK_EXAMPLES": str(examples), "JAX_COMPILATION_CACHE_DIR": cache,
-         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0", **(env_extra or {})}
+def launch_mock(config, workdir, flags, env_extra=None, examples=64):
+  """launch.py on mock data in a subprocess (sharing the session's compilation cache:
+  the killed and resumed runs read the steps that the first run compiled)."""
+  env = {**os.environ, "MOCK_EXAMPLES": str(examples), **(env_extra or {})}
   return subprocess.run(
       [sys.executable, os.path.join(ROOT, "tests", "mock_launch.py"), f"--config={config}",
        f"--workdir={workdir}", f"--config.data.data_dir={os.path.dirname(workdir)}", *flags],
@@ -193,9 +186,9 @@ RESNET_CIFAR10 = [*TINY, '--config.variants=("resnet20",)', "--config.eval_train
 
 
 @pytest.fixture(scope="module")
-def resnet_cifar10_run(tmp_path_factory, compile_cache):
+def resnet_cifar10_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("recipes") / "resnet_cifar10")
-  result = launch_mock("experiments/resnet.py:cifar10", workdir, RESNET_CIFAR10, compile_cache)
+  result = launch_mock("experiments/resnet.py:cifar10", workdir, RESNET_CIFAR10)
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 
@@ -217,16 +210,16 @@ def test_resnet_cifar10_recipe_end_to_end(resnet_cifar10_run):
   assert len(table6) == 1 and table6[0]["paper"] == "8.75%" and table6[0]["ours"] is not None
 
 
-def assert_kill_and_resume_is_exact(config, flags, straight, killed, cache, examples=64):
+def assert_kill_and_resume_is_exact(config, flags, straight, killed, examples=64):
   """Runs `config` killed by SIGKILL after step 3 into `killed`, reruns it
   there, and checks its final parameters against the uninterrupted run in
   `straight`, bit for bit (each workdir holds one net's subfolder)."""
-  result = launch_mock(config, killed, flags, cache, {trainer._KILL_AT_STEP_ENV: "3"},
+  result = launch_mock(config, killed, flags, {trainer._KILL_AT_STEP_ENV: "3"},
                        examples=examples)
   assert result.returncode == -9, result.stderr[-3000:]
   (run,) = os.listdir(killed)
   assert checkpoint.Checkpointer(os.path.join(killed, run)).latest_step() == 2
-  result = launch_mock(config, killed, flags, cache, examples=examples)
+  result = launch_mock(config, killed, flags, examples=examples)
   assert result.returncode == 0, result.stderr[-3000:]
   step_a, params_a = final_params(os.path.join(straight, run))
   step_b, params_b = final_params(os.path.join(killed, run))
@@ -234,9 +227,9 @@ def assert_kill_and_resume_is_exact(config, flags, straight, killed, cache, exam
   jax.tree.map(np.testing.assert_array_equal, params_a, params_b)  # Bit for bit.
 
 
-def test_a_killed_recipe_run_resumes_bit_exactly(resnet_cifar10_run, tmp_path, compile_cache):
+def test_a_killed_recipe_run_resumes_bit_exactly(resnet_cifar10_run, tmp_path):
   assert_kill_and_resume_is_exact("experiments/resnet.py:cifar10", RESNET_CIFAR10,
-                                  resnet_cifar10_run, str(tmp_path / "killed"), compile_cache)
+                                  resnet_cifar10_run, str(tmp_path / "killed"))
 
 
 # Each ImageNet recipe (and NiN's) end to end on mock data: variable-size
@@ -266,10 +259,10 @@ IMAGENET_TINY = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name,arg", [r for r in RECIPES if r != ("resnet", "cifar10")])
-def test_each_recipe_end_to_end(name, arg, tmp_path, compile_cache):
+def test_each_recipe_end_to_end(name, arg, tmp_path):
   workdir = str(tmp_path / name)
   flags = ONCE + IMAGENET_TINY.get(name, ["--config.eval_train_examples=16"])
-  result = launch_mock(f"experiments/{name}.py:{arg}", workdir, flags, compile_cache,
+  result = launch_mock(f"experiments/{name}.py:{arg}", workdir, flags,
                        examples=16)
   assert result.returncode == 0, result.stderr[-3000:]
   (run,) = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))
@@ -292,11 +285,11 @@ ALEXNET_TINY = [*TINY, "--config.data.num_workers=0", *IMAGENET_TINY["alexnet"]]
 
 
 @pytest.mark.slow
-def test_a_killed_streaming_recipe_resumes_bit_exactly(tmp_path, compile_cache):
+def test_a_killed_streaming_recipe_resumes_bit_exactly(tmp_path):
   # imagenet2012's variable-size images, streamed, with random crops, flips and
   # PCA lighting drawn per (seed, step, row): the resumed run draws the same.
   config, straight = "experiments/alexnet.py:imagenet", str(tmp_path / "straight")
-  result = launch_mock(config, straight, ALEXNET_TINY, compile_cache, examples=32)
+  result = launch_mock(config, straight, ALEXNET_TINY, examples=32)
   assert result.returncode == 0, result.stderr[-3000:]
   assert_kill_and_resume_is_exact(config, ALEXNET_TINY, straight, str(tmp_path / "killed"),
-                                  compile_cache, examples=32)
+                                  examples=32)
