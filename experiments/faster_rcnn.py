@@ -30,23 +30,30 @@ Command:
 
   python launch.py --config=experiments/faster_rcnn.py --workdir=runs/faster_rcnn
 
-Runtime and result (2026-11-29, 2 cores shared with other jobs, 5 images/s):
-39.8 min (2390 s: 2055 s of training steps, the rest evaluation, timing and
-the recall curves); test VOC07 mAP@0.5 24.8%, COCO AP 9.7% (AP50 23.4%), RPN
-recall at 300 proposals 0.96 (results/faster_rcnn/). Per image, batch 1:
-76 ms for the whole detector, 21 ms of it the RPN and its proposal layer;
-selective search took 0.50 s per image (its cache). Against the Fast R-CNN
-run of results/fast_rcnn (22.7% mAP; its head keeps dropout 0.5): +2.1
-points, and the RPN's proposals take 4.0% of selective search's time. Recall at IoU 0.5 of
-the first 500 test images' boxes: RPN 0.78 / 0.93 / 0.96 with 10 / 100 /
-300 proposals, selective search 0.45 / 0.88 / 0.90 (Fig. 2's picture: RPN
-ahead with few proposals; at IoU 0.7 selective search catches up from 100
-on). The mAP claim (>= 30%, set before the first run) does not hold: the
-RPN finds the objects, the head still confuses their classes (the earlier
-default with dropout 0.5: 13.0%, its head's class accuracy on the ground-
-truth boxes of training scenes 20%); the mAP was still rising (15.4% at
-step 1,500). A correct pipeline learns 8 scenes by heart (mAP 0.84 on them,
-tests/test_faster_rcnn.py, slow).
+Runtime and result (2026-11-30, 2 idle cores, 15-21 images/s): 17.9 min in
+all (734 s in the training loop: 639 s of steps, three evaluations; then the
+timing and 5 min of recall curves; the scenes, when not yet prepared, take
+about 2 min more); test VOC07 mAP@0.5 24.8%, COCO AP 9.7% (AP50 23.4%), RPN
+recall at 300 proposals 0.96 (results/faster_rcnn/, run into
+runs/faster_rcnn_idle). Per image, batch 1: 24 ms for the whole detector, 9.4
+ms of it the RPN and its proposal layer (the paper's 10 ms on a K40);
+selective search took 0.50 s per image (its cache). An earlier run of the
+same default on loaded cores gave the same numbers in 39.8 min (76 ms per
+image). Against Fast R-CNN's run on the same head without dropout
+(runs/fast_rcnn, 32.3% mAP): -7.5 points, so the claim that RPN proposals
+match selective search's does not hold here; the RPN's proposals take 1.8% of
+selective search's time (holds). Likely reasons: the RPN and the head learn
+together from scratch in the same 3,000 steps (early proposals are poor, so
+the head sees worse RoIs for a while), and Fast R-CNN's 2,000 training scenes
+are seen 6 times against Faster's 5,000 2.4 times. Recall at IoU 0.5 of the
+first 500 test images' boxes: RPN 0.78 / 0.93 / 0.96 with 10 / 100 / 300
+proposals, selective search 0.45 / 0.88 / 0.90 (Fig. 2's picture: RPN ahead
+with few proposals; at IoU 0.7 selective search catches up from 100 on). The
+mAP claim (>= 30%, set before the first run) does not hold: the RPN finds the
+objects, the head still confuses their classes (the earlier default with
+dropout 0.5: 13.0%, its head's class accuracy on the ground-truth boxes of
+training scenes 20%). A correct pipeline learns 8 scenes by heart (mAP 0.84
+on them, tests/test_faster_rcnn.py, slow).
 
 Arguments (`--config=experiments/faster_rcnn.py:ARG`):
   (none)  faster_rcnn_small on detection_scenes, as above.
