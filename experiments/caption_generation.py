@@ -55,8 +55,11 @@ Arguments (`--config=experiments/caption_generation.py:ARG`):
           ~147 images/s; results/caption_generation_lstm/); beam 7 BLEU-1..4
           64.1 / 48.8 / 38.2 / 28.8, CIDEr-D 16.9; its nearest neighbour (the
           features of the encoder trained with it) 58.9 / 44.4 / 33.0 / 24.6,
-          52.1: 2 of 3 claims hold (BLEU-1, BLEU-4; not CIDEr-D: its captions
-          are generic too, captions.png).
+          52.1: 2 of 3 claims "hold" (BLEU-1, BLEU-4), but hollowly: the LSTM
+          writes the same sentence for every test image ("a photo of a rocket
+          with nothing on it", captions.png), which scores on BLEU's common
+          n-grams; CIDEr-D, which weighs image-specific n-grams, fails. The
+          generators collapse at this budget (the RNN's likewise).
   coco    the paper's COCO setting for a GPU and a user's prepared TFDS
           coco_captions (Karpathy's splits: train (+ restval by hand), test
           5,000): VGG-16's fc7 (4096-d, §3.1) as the image vector, hidden 512
