@@ -45,7 +45,11 @@ test perplexity 4.37. The RNN ties the baseline on BLEU and loses on CIDEr-D
 BLEU's common n-grams but not on CIDEr's image-specific ones, while the
 baseline returns real sentences of similar scenes. The loss was still falling
 (train 1.53 at step 750); a longer run, or the ImageNet features the paper
-uses, are the obvious next steps.
+uses, are the obvious next steps. The image does reach the RNN: trained on
+16 training scenes for 400 steps and scored on them, the default writes
+captions that follow each image (CIDEr-D 0.97, BLEU-4 0.52; the slow test in
+tests/test_caption_generation.py), so the collapse is the budget's, not a
+broken image path.
 
 Arguments (`--config=experiments/caption_generation.py:ARG`):
   (none)  the multimodal RNN on caption_scenes, as above.

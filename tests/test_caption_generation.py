@@ -196,3 +196,28 @@ def test_a_registered_classifier_as_the_encoder(coco_dir):
   bad = config_lib.override(config, {"objective.encoder_feature": "fc9"})
   with pytest.raises(ValueError, match="encoder_feature='fc9'"):
     jax.eval_shape(lambda x: objective_lib.build_encoder(bad).init(jax.random.key(0), x), images)
+
+
+@pytest.mark.slow
+def test_the_default_generator_learns_a_handful_of_scenes_image_by_image(tmp_path):
+  """The default multimodal RNN, trained on 16 caption_scenes training scenes and
+  scored on them, writes captions that follow each image: a high CIDEr-D (which
+  weighs each image's own n-grams; one generic sentence for every image scores
+  low). Tells a broken image path apart from the default run's budget when the
+  full run's captions collapse onto one sentence (measured 2026-11-30: CIDEr-D
+  0.97 after 400 steps, 1 min on idle cores; the full run's test CIDEr-D 0.20).
+  Prepares caption_scenes in the default data dir if it is not there."""
+  import json
+  import subprocess
+  import sys
+  workdir = tmp_path / "overfit"
+  cmd = [sys.executable, "launch.py", "--config=experiments/caption_generation.py",
+         f"--workdir={workdir}", "--config.data.train_split=train[:16]",
+         "--config.data.eval_split=train[:16]", "--config.batch_size=16",
+         "--config.eval_batch_size=16", "--config.total_steps=400", "--config.eval_every_steps=400"]
+  result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  metrics = json.loads((workdir / "metrics.json").read_text())
+  print("overfit:", {k: v for k, v in metrics.items() if k.startswith("test/")})
+  assert metrics["test/cider"] >= 0.6, metrics
+  assert metrics["test/bleu4"] >= 0.35, metrics
