@@ -25,8 +25,7 @@ from PIL import Image
 from research import errors, models
 from research.data import alignment_inputs, captions, datasets, detection_inputs
 from research.models import detection_postprocess as post
-from research.train import checkpoint
-from research.train.objectives import faster_rcnn
+from research.train import checkpoint, region_detection
 
 _BATCH = 25  # Images per detector call.
 
@@ -74,7 +73,7 @@ def _detector(detector_workdir: str):
 
   @jax.jit
   def detect(images, hw):
-    x = faster_rcnn._pixels_in(images, hw, mean, std)  # pylint: disable=protected-access
+    x = region_detection.pixels_in(images, hw, mean, std)
     out, _ = model.apply({"params": params}, x, train=False, image_hw=hw)
     return post.detect_batch(out["class_logits"], out["box_deltas"], out["rois"], hw,
                              out["roi_mask"])
