@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from research.data import detection, detection_inputs, pipeline
-from research.train import objectives
+from research.train import caption_regions, objectives
 from research.train.objectives import faster_rcnn as objective_lib
 from tests import detection_runs
 from tests.test_detection_reader import _mock_voc, _voc_record
@@ -134,6 +134,12 @@ def test_end_to_end_report_and_exact_resume_after_sigkill(scenes, tmp_path):
   assert final["test/recall_images"] == 4 and "Recall of the first 4 test images" in report
 
   detection_runs.assert_same_as_straight(_MODULE, killed, straight, scenes)
+
+  # The captioning experiments load such a run as their region detector (caption_regions).
+  detect, _ = caption_regions._detector(killed)  # pylint: disable=protected-access
+  found = detect(np.zeros((2, 128, 128, 3), np.uint8), np.array([[128, 128], [64, 96]], np.float32))
+  boxes = np.asarray(found["boxes"])
+  assert boxes.shape[0] == 2 and boxes.shape[-1] == 4 and np.all(np.isfinite(boxes))
 
 
 def test_the_interface_the_trainer_reads(scenes):
