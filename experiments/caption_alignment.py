@@ -38,23 +38,26 @@ Command:
   python launch.py --config=experiments/caption_alignment.py --workdir=runs/caption_alignment \\
       --config.objective.detector_workdir=/work/main/runs/faster_rcnn
 
-Runtime and result (2026-11-29, 2 cores shared with other jobs, load ~15):
-33.5 min in all: the detector's regions of the 3,000 training and 1,000 test
-scenes 12.5 min (about 5 images/s), `full` 400 steps 27.6 min with its
-evaluation (15 images/s), `whole_image` 1.5 min (250 images/s); the analysis
-under a minute. Test split, 1,000 images x 5 sentences (results/caption_alignment/):
+Runtime and result (2026-11-30, 2 idle cores, regions from runs/faster_rcnn,
+the 24.8%-mAP default): 5.9 min in all: the detector's regions of the 3,000
+training and 1,000 test scenes at about 43 images/s, `full` 400 steps at ~44
+images/s with its evaluation, `whole_image`, the analysis (on 2 cores shared
+with other jobs, load ~15, an earlier run took 33.5 min). Test split, 1,000
+images x 5 sentences (results/caption_alignment/):
 
   model        annotation R@1 / R@5 / R@10 / Med r    search R@1 / R@5 / R@10 / Med r
-  full         0.3 / 3.0 / 5.8 / 209                  0.54 / 2.78 / 5.02 / 215
-  whole_image  0.2 / 2.4 / 3.8 / 214.5                0.64 / 3.30 / 6.16 / 208
+  full         0.5 / 2.5 / 5.0 / 214                  0.4 / 2.0 / 3.9 / 219
+  whole_image  0.6 / 2.0 / 4.3 / 232.5                0.5 / 3.1 / 6.4 / 206
 
 Both are far above chance in median rank (about 833 and 500 for random
 scores) but barely trained: the region model beats the baseline on image
-annotation (R@5 +0.6 points) and loses on image search (R@5 -0.5, Med r +7),
-so 1 of the 3 retrieval claims holds. At the same wall time the whole-image
-model could take 20 times the steps. Inferred region phrases: 10,242 pairs on
-detections matching an object; 34.6% of their words are in the object's phrase,
-against 28.4% with random regions (that claim holds).
+annotation (R@5 +0.5 points, Med r -18.5) and loses on image search (R@5
+-1.1, Med r +13), so 1 of the 3 retrieval claims holds (the earlier run, on
+the regions of an earlier detector: R@5 +0.6 and -0.5, the same verdicts). At
+the same wall time the whole-image model could take many times the steps.
+Inferred region phrases: 14,245 pairs on detections matching an object; 33.1%
+of their words are in the object's phrase, against 28.5% with random regions
+(that claim holds): 2 of 4 claims.
 
 Arguments (`--config=experiments/caption_alignment.py:ARG`):
   (none)   caption_scenes as above.
