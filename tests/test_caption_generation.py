@@ -4,6 +4,9 @@ resume, and the vocabulary check on resume. A tiny dataset in coco_captions's
 layout (12 training and 4 test images of varying size), tiny shapes."""
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 
 from research.data import caption_inputs, captions, pipeline, vocab
 from research.launch import experiment
-from research.train import config as config_lib, trainer
+from research.train import checkpoint, config as config_lib, trainer
 from tests.conftest import ROOT, final_params
 from tests.test_caption_data import _CocoCaptionsLayout, _prepare
 
@@ -156,9 +159,21 @@ def test_experiment_trains_scores_resumes_and_checks_the_vocabulary(coco_dir, ot
   report = open(os.path.join(whole, "report.md")).read()
   assert "| ours: nearest neighbour" in report and "BLEU-4" in report
 
-  # Killed after step 2 (its checkpoint), resumed to 4: the same parameters, bit for bit.
+  # SIGKILLed after step 3 (its newest checkpoint: step 2), resumed to 4: the same
+  # parameters, bit for bit.
   split_run = str(tmp_path / "split")
-  trainer.train(config_lib.override(config, {"total_steps": 2}), split_run)
+  script = textwrap.dedent(f"""
+      import sys
+      sys.path.insert(0, {ROOT!r})
+      from research.train import trainer
+      from tests.test_caption_generation import _config
+      trainer.train(_config({coco_dir!r})[1], {split_run!r})
+  """)
+  env = {**os.environ, trainer._KILL_AT_STEP_ENV: "3"}  # pylint: disable=protected-access
+  killed = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
+                          capture_output=True, text=True)
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert checkpoint.load_arrays(split_run)[0] == 2
   trainer.train(config, split_run)
   (step_a, a), (step_b, b) = final_params(whole), final_params(split_run)
   assert step_a == step_b == 4
@@ -208,8 +223,6 @@ def test_the_default_generator_learns_a_handful_of_scenes_image_by_image(tmp_pat
   0.97 after 400 steps, 1 min on idle cores; the full run's test CIDEr-D 0.20).
   Prepares caption_scenes in the default data dir if it is not there."""
   import json
-  import subprocess
-  import sys
   workdir = tmp_path / "overfit"
   cmd = [sys.executable, "launch.py", "--config=experiments/caption_generation.py",
          f"--workdir={workdir}", "--config.data.train_split=train[:16]",
