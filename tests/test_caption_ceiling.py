@@ -35,6 +35,8 @@ def test_truth_scores_are_the_fraction_of_facts_that_hold(data_dir):
   np.testing.assert_array_equal(specific < 1, scores < 1)
   with pytest.raises(ValueError, match="at least one fact"):
     caption_ceiling.truth_scores(made[:1], [frozenset()])
+  with pytest.raises(ValueError, match=r"split='test\[:10\]': caption_scenes has the splits"):
+    caption_ceiling.split_ceiling("test[:10]")
 
 
 def test_ties_are_broken_at_random():
@@ -42,9 +44,9 @@ def test_ties_are_broken_at_random():
   # half the time), image 1 ranks its own first. Search: sentence 0 ranks image 0 first,
   # sentence 1 ties images 0 and 1. Expected R@1 both ways: 75%.
   scores = np.array([[1.0, 1.0], [0.0, 1.0]], np.float32)
-  m = caption_ceiling.ceiling(scores, np.array([0, 1]), seeds=400)
-  assert m["image_annotation/R@1"] == pytest.approx(75, abs=5)
-  assert m["image_search/R@1"] == pytest.approx(75, abs=5)
+  m = caption_ceiling.ceiling(scores, np.array([0, 1]), seeds=100)
+  assert m["image_annotation/R@1"] == pytest.approx(75, abs=10)
+  assert m["image_search/R@1"] == pytest.approx(75, abs=10)
   assert m["image_annotation/R@5"] == m["image_search/R@5"] == 100
   # Without ties the oracle is exact.
   exact = caption_ceiling.ceiling(np.eye(3, dtype=np.float32), np.arange(3), seeds=2)

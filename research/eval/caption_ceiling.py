@@ -15,7 +15,7 @@ scenes each sentence is true of and puts an image's rarer true sentences
 first, which lifts image annotation (image search is the same).
 
 Command (the 1,000 test scenes; their scenes are rendered again from the
-prepared sources, about a minute):
+prepared sources; 1 to 3.3 minutes here on shared cores):
 
   python -m research.eval.caption_ceiling [--split=test] [--data_dir=DIR]
 """
@@ -34,9 +34,9 @@ def truth_scores(scene_list, sentence_facts) -> np.ndarray:
   Raises:
     ValueError: a sentence without a fact.
   """
-  distinct = sorted({f for facts in sentence_facts for f in facts}, key=repr)
   if any(not facts for facts in sentence_facts):
     raise ValueError("truth_scores: every sentence needs at least one fact (scene_facts.parse).")
+  distinct = sorted({f for facts in sentence_facts for f in facts}, key=repr)
   index = {f: i for i, f in enumerate(distinct)}
   holds = np.array([[sf.holds(s, f) for s in scene_list] for f in distinct], np.float32)
   incidence = np.zeros((len(sentence_facts), len(distinct)), np.float32)
@@ -95,9 +95,12 @@ def split_ceiling(split: str = "test", data_dir: str | None = None, seeds: int =
   against all its sentences), and how many scenes a sentence is true of.
 
   Raises:
-    ValueError: a stored sentence not true of its own scene (the data and the
-      scenes rendered here disagree).
+    ValueError: an unknown split, or a stored sentence not true of its own
+      scene (the data and the scenes rendered here disagree).
   """
+  if split not in scene_builders.SceneBuilder.SPLITS:
+    raise ValueError(f"split={split!r}: caption_scenes has the splits "
+                     f"{tuple(scene_builders.SceneBuilder.SPLITS)} (whole splits only).")
   data = captions.open_captions("caption_scenes", split, data_dir)
   scene_list = split_scenes(split, data_dir)
   texts, owner = [], []
@@ -110,7 +113,8 @@ def split_ceiling(split: str = "test", data_dir: str | None = None, seeds: int =
   if np.any(own < 1):
     bad = int(np.argmin(own))
     raise ValueError(f"caption_scenes[{split}] sentence {bad} ({texts[bad]!r}) is not true of its "
-                     "own rendered scene: the prepared data and the scene code disagree.")
+                     "own rendered scene: the prepared data and the scene code disagree. To fix: "
+                     "prepare caption_scenes again (delete its folder in the data dir).")
   true_of = (scores >= 1).sum(0)
   specific = ceiling(specific_scores(scores), owner, seeds)
   return {**ceiling(scores, owner, seeds), **{f"specific/{k}": v for k, v in specific.items()},
