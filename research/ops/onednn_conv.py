@@ -29,17 +29,20 @@ The library is found at $RESEARCH_ONEDNN_CONV_LIB, else
 <repo>/build/onednn_conv/libonednn_conv.so. `available()` says whether it
 loaded; `unavailable_reason()` says why not.
 
-Threads: oneDNN runs each convolution on an OpenMP team of one thread by
-default; `set_threads(n)` or $RESEARCH_ONEDNN_THREADS=n changes it (0: one per
-core, or $OMP_NUM_THREADS). Measured on this 2-core machine shared with other
-jobs (load 8-12; `python -m benchmarks.conv_op --sections=threads`), ResNet-20's
-18 3x3 convs, forward and both backward passes, against XLA in the same
-process: 1 thread 2.06x XLA in fp32 and 3.85x in bf16; 2 threads 1.53x and
-1.18x, with stalls of 0.1-3.7 s in bf16's stride-2 weight gradients: a team
-whose threads wait at barriers for a thread that another process holds off
-its core. Loading the library also sets OMP_WAIT_POLICY=passive unless it is
-set (spinning OpenMP threads held the cores XLA's threads needed: 2 threads
-spinning 1.28x / 1.48x). On an idle machine 2 threads may win; not measured.
+Threads: oneDNN runs each convolution on an OpenMP team of one thread per
+core (or $OMP_NUM_THREADS) by default; `set_threads(n)` or
+$RESEARCH_ONEDNN_THREADS=n changes it (0: that default). Why that default:
+on this 2-core machine idle, ResNet-20's and ResNet-56's training steps run
+1.53x / 1.81x XLA's in fp32 with 2 threads but 0.93x / 0.98x with 1
+(results/onednn_conv/train_step_quiet.md). On a machine shared with other
+jobs 1 thread does better (load 8-12, `python -m benchmarks.conv_op
+--sections=threads`, ResNet-20's 18 3x3 convs with both backward passes: 1
+thread 2.06x XLA in fp32 and 3.85x in bf16, 2 threads 1.53x and 1.18x, with
+stalls of 0.1-3.7 s in bf16's stride-2 weight gradients: a team whose
+threads wait at barriers for a thread that another process holds off its
+core): set RESEARCH_ONEDNN_THREADS=1 there. Loading the library also sets
+OMP_WAIT_POLICY=passive unless it is set (spinning OpenMP threads held the
+cores XLA's threads needed: 2 threads spinning 1.28x / 1.48x).
 """
 
 import ctypes
@@ -73,7 +76,7 @@ def _load() -> tuple[ctypes.CDLL | None, str]:
   os.environ.setdefault("OMP_WAIT_POLICY", "passive")
   try:
     lib = ctypes.CDLL(path)
-    threads = os.environ.get("RESEARCH_ONEDNN_THREADS", "1")
+    threads = os.environ.get("RESEARCH_ONEDNN_THREADS", "0")
     if not threads.isdigit():
       return None, f"RESEARCH_ONEDNN_THREADS={threads!r} is not a whole number (0: one per core)"
     lib.OnednnConvSetThreads(ctypes.c_int(int(threads)))
@@ -96,7 +99,7 @@ def unavailable_reason() -> str:
 
 
 def set_threads(threads: int) -> None:
-  """OpenMP threads per convolution from now on (default 1; 0: $OMP_NUM_THREADS, else one per core).
+  """OpenMP threads per convolution from now on (0, the default: $OMP_NUM_THREADS, else one per core).
 
   Raises ValueError when the library is not available or threads < 0.
   """

@@ -17,8 +17,8 @@
 // no two executions share a buffer, and the scratchpad and the reordered
 // weights live in buffers of the calling thread (thread_local). Until
 // 2026-11-29 one mutex serialised whole calls because the cached entry held
-// those two buffers (and each call was meant to use every core via OpenMP; the
-// default is now one thread per call, see OnednnConvSetThreads).
+// those two buffers (each call's OpenMP team size is set from Python: OnednnConvSetThreads,
+// research/ops/onednn_conv.py says which default and why).
 #include <cstdint>
 #include <atomic>
 #include <cstring>
