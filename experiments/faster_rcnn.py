@@ -65,9 +65,11 @@ Arguments (`--config=experiments/faster_rcnn.py:ARG`):
           0.9, weight decay 0.0005, learning rate 0.001 for 60k mini-batches
           then 0.0001 for 20k (§4.1, "for 60k mini-batches, and 0.0001 for the
           next 20k"); conv1_1 to conv2_2 frozen (py-faster-rcnn's VGG-16
-          setting). The paper starts from an ImageNet VGG-16: pass its
-          parameters under the detector's names (detection.from_classifier);
-          without them this trains from scratch. The paper's numbers, VOC 2007
+          setting); Fig. 2's selective search as Fast R-CNN's voc07 computes
+          it (500 px wide; `config.proposals`), read from its cache. The
+          paper starts from an ImageNet VGG-16: pass its parameters under
+          the detector's names (detection.from_classifier); without them
+          this trains from scratch. The paper's numbers, VOC 2007
           test: 69.9% mAP with RPN + Fast R-CNN sharing VGG-16's convs, 300
           proposals, trained on VOC 2007 trainval (Table 3; 66.9% for Fast
           R-CNN with 2000 selective-search proposals, Table 2), at 198 ms per
@@ -85,6 +87,7 @@ from research.eval import detection_plots, faster_rcnn_measures, proposal_recall
 from research.launch import detectors
 from research.report import Claim
 from research.train import config as config_lib, region_detection, trainer
+from research.train.objectives import fast_rcnn as fast_rcnn_objective
 from research.train.objectives import faster_rcnn as objective_lib
 
 PAPER_MAP_VOC07 = 0.699  # Table 3: RPN + Fast R-CNN, VGG-16, shared, VOC 2007 trainval.
@@ -121,6 +124,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.kwargs.dropout = 0.0
   config.timed_images = 100    # Test images timed one at a time (Table 5's per-image time).
   config.recall_images = 500   # Test images of the recall-vs-proposals curves (Fig. 2).
+  # Selective search, Fig. 2's other method: Fast R-CNN's settings (experiments/fast_rcnn.py),
+  # so the cache its run fills is read, not computed again under other settings.
+  # cache_dir "": proposals.default_cache_dir(config.data.data_dir), as Fast R-CNN's.
+  config.proposals = ml_collections.ConfigDict(
+      {**fast_rcnn_objective.default_objective().proposals.to_dict(), "cache_dir": ""})
+  if arg == "voc07":
+    config.proposals.resize_width = 500  # As Fast R-CNN's voc07: R-CNN's code, 500 px wide.
   # Runs the claims compare with: a workdir, "" = the sibling <dirname(workdir)>/<name>.
   config.compare = ml_collections.ConfigDict({name: "" for name in COMPARED})
   config.arg = arg or ""
@@ -129,6 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   trainer.validate_config(config)
+  proposal_lib.settings_from_config(config.proposals, "proposals")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -149,13 +160,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def measure_recall(config, objective, state, split, path: str) -> dict:
   """Recall of the first config.recall_images test images' boxes against the number
   of proposals (Fig. 2): RPN's (objectness rank after NMS) and selective search's
-  (its rank; the cache the Fast R-CNN experiment shares, computed where missing).
+  (its rank, under config.proposals' settings; the cache the Fast R-CNN experiment
+  fills, computed where missing).
   Returns "test/recall/<method>/iou<t>@<N>" for every N of
   proposal_recall.PAPER_COUNTS, and selective search's mean cached seconds per image."""
   counts = proposal_recall.PAPER_COUNTS
   found = faster_rcnn_measures.ranked_proposals(
-      objective, state, split, config.recall_images, max(counts), config.data.name,
-      config.data.eval_split, proposal_lib.default_cache_dir(config.data.data_dir))
+      config, objective, state, split, config.data.eval_split, config.recall_images,
+      max(counts))
   curves = {name: proposal_recall.recall_vs_proposals(found[key], found["ground_truth"], counts,
                                                       RECALL_IOUS)
             for key, name in METHODS.items()}

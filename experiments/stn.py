@@ -2,8 +2,8 @@
 
 (Over 200 lines: the method and every deviation from the paper below, twenty
 cells over five datasets and three transforms, and notes that explain each
-failed claim. The table's arithmetic is research/eval/paper_tables.py, the
-figures research/eval/plots.py.)
+failed claim. What the trained transformers do, the table and the reasons a
+claim fails are research/eval/stn_analysis.py; the figures stn_plots.py.)
 
 The method, as §3, §4.1 and Appendix A give it. A spatial transformer is a
 localisation network that regresses the parameters theta of a transformation
@@ -101,11 +101,11 @@ import ml_collections
 import numpy as np
 
 from research import models
-from research.data import distorted_copies, tfds_source
-from research.eval import paper_tables, plots
+from research.data import distorted_copies
+from research.eval import paper_tables, stn_analysis, stn_plots
 from research.launch import multirun
 from research.report import Claim
-from research.train import checkpoint, config as config_lib, trainer
+from research.train import config as config_lib, trainer
 from research.errors import require
 
 ARGS = ("tps", "proj", "tc", "fashion", "full")
@@ -273,21 +273,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # --- Fig. 3: what the trained transformers do ------------------------------
 
 
-def transformed_test_images(config, cell: Cell, workdir: str, n: int) -> dict:
-  """The first n test images of the cell's dataset, the ST's outputs and predictions."""
-  cfg = cell_config(config, cell)
-  test = tfds_source.load_split(cfg.data.name, cfg.data.eval_split, cfg.data.data_dir)
-  model = models.get_model(cfg.model.name, num_classes=test.num_classes,
-                           **cfg.model.kwargs.to_dict())
-  _, state = checkpoint.load_arrays(_cell_dir(workdir, cell))
-  images = test.images[:n].astype(np.float32) / 255.0  # The data's mean 0, std 1.
-  logits, features = jax.jit(lambda p, x: model.apply({"params": p}, x))(
-      state["params"], images)
-  return {"name": DATASET_NAMES[cell.dataset], "inputs": images,
-          "outputs": np.asarray(features["transformed"]),
-          "predicted": np.asarray(logits).argmax(-1), "labels": test.labels[:n]}
-
-
 def draw_pose_figures(config, workdir: str) -> list[str]:
   """pose_<cell>.png per ST model: inputs beside outputs, one pair of rows per dataset."""
   if not config.stn.num_pictures:
@@ -295,10 +280,11 @@ def draw_pose_figures(config, workdir: str) -> list[str]:
   paths = []
   st_cells = [c for c in cells(config) if c.transform]
   for name in dict.fromkeys(c.name for c in st_cells):
-    blocks = [transformed_test_images(config, c, workdir, config.stn.num_pictures)
-              for c in st_cells if c.name == name]
+    blocks = [stn_analysis.transformed_test_images(
+        cell_config(config, c), _cell_dir(workdir, c), config.stn.num_pictures,
+        DATASET_NAMES[c.dataset]) for c in st_cells if c.name == name]
     label = next(c.label for c in st_cells if c.name == name)
-    paths.append(plots.pose_figure(
+    paths.append(stn_plots.pose_figure(
         blocks, os.path.join(workdir, f"pose_{name}.png"),
         title=f"{label} on {config.stn.source} test images: input, then the spatial "
               "transformer's output (prediction above; red: wrong)"))
@@ -319,23 +305,17 @@ def table_rows(config, metrics: dict) -> tuple[list[str], list[str], np.ndarray,
   return [label for _, label in rows], [DATASET_NAMES[d] for d in datasets], ours, paper
 
 
-def table_markdown(config, metrics: dict) -> tuple[str, str]:
-  """(title, markdown table) of our errors beside the paper's."""
+def table_title(config) -> str:
+  """The table's title: our errors beside the paper's, and what ours trained on."""
   data = (f"the 4,000 mnist_5k digits, {config.stn.train_copies} poses each (the paper: "
           "60,000 MNIST digits, distorted on the fly)" if config.stn.source == "mnist_5k"
           else "Fashion-MNIST (the paper: MNIST only)")
-  title = f"Test error %, ours (paper's); ours trained on {data}"
-  return title, paper_tables.markdown(*table_rows(config, metrics))
+  return f"Test error %, ours (paper's); ours trained on {data}"
 
 
 def draw_table(config, workdir: str, metrics: dict) -> str:
   """table1.md and table1.png in the workdir."""
-  title, table = table_markdown(config, metrics)
-  with open(os.path.join(workdir, "table1.md"), "w") as f:
-    f.write(f"{title}.\n\n{table}\n")
-  print(f"{title}.\n\n{table}", flush=True)
-  return plots.results_table(*table_rows(config, metrics),
-                             os.path.join(workdir, "table1.png"), title=title)
+  return stn_analysis.write_table(workdir, table_title(config), *table_rows(config, metrics))
 
 
 # --- The claims ----------------------------------------------------------------
@@ -376,7 +356,7 @@ _TEST_IMAGES = {"mnist_5k": 1000, "fashion_mnist": 10000}
 
 def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
   """Table 1 beside the paper's, the data difference, and why any claim fails."""
-  title, table = table_markdown(config, metrics)
+  title, table = table_title(config), paper_tables.markdown(*table_rows(config, metrics))
   text = [f"## Table 1 (left): {title[0].lower()}{title[1:]}", "", table, "",
           "The paper's numbers are MNIST's (60,000 training digits, new distortions drawn "
           "on the fly, 150k SGD steps of 256); ours come from the 5,000 real digits that "
@@ -396,14 +376,6 @@ def notes(config: ml_collections.ConfigDict, metrics: dict) -> str:
     result = claim.evaluate(metrics)
     if result.holds is not False:
       continue
-    st, base = result.ours
-    reason = ("the transformer may not yet have learned to undo this distortion in "
-              "this short training (see the pose pictures), or its localisation net, "
-              "sized from our reading of Appendix A, is too small for it")
-    if n:
-      se = paper_tables.difference_standard_error(st, base, n)
-      if st - base <= 2 * se:
-        reason = (f"the gap ({100 * (st - base):.1f}%) is within two standard errors "
-                  f"({200 * se:.1f}%) of {n:,} test images: noise, not a reversal")
+    reason = stn_analysis.failure_reason(*result.ours, n)
     text += ["", f"*Does not hold:* {claim.statement} Likely reason: {reason}."]
   return "\n".join(text)

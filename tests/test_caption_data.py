@@ -10,21 +10,14 @@ import numpy as np
 from PIL import Image
 import pytest
 from scipy import ndimage
-import tensorflow_datasets as tfds
 
 from research.data import builders, caption_scenes, captions, datasets, scene_builders, scenes
 from research.data import scene_facts as sf
 from research.data import vocab
+from tests import coco_layouts
 
 TINY_SPLITS = {"train": 24, "validation": 8, "test": 8}
 NUM_SCENES = 80  # Scenes whose sentences are checked (empty ones included).
-
-
-def _prepare(builder_class, root, **kwargs) -> str:
-  builder = builder_class(data_dir=str(root), file_format="array_record", **kwargs)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return builder.data_dir
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +26,8 @@ def tiny(tmp_path_factory, data_dir):
   root = tmp_path_factory.mktemp("captions")
   for source in scenes.SOURCES:  # The sources, prepared once for all tests.
     os.symlink(os.path.join(data_dir, source), root / source)
-  _prepare(scene_builders.make_scene_builder("caption_scenes_tiny", splits=TINY_SPLITS,
-                                             base=caption_scenes.CaptionSceneBuilder), root)
+  coco_layouts.prepare(scene_builders.make_scene_builder(
+      "caption_scenes_tiny", splits=TINY_SPLITS, base=caption_scenes.CaptionSceneBuilder), root)
   return str(root)
 
 
@@ -217,45 +210,20 @@ def test_the_registered_caption_scenes_are_the_detection_scenes():
       theirs.mean, theirs.std, theirs.image_shape, theirs.num_classes, theirs.splits)
 
 
-class _CocoCaptionsLayout(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A tiny dataset in TFDS coco_captions's feature layout (coco/2014's
-  features plus captions), prepared where a user's copy would be:
-  <data_dir>/coco_captions/2014/1.1.0."""
-
-  name = "coco_captions"
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="2014", version="1.1.0")]
-  IMAGES = {}  # Per split: [(captions, [(bbox, label), ...]) per image].
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(encoding_format="jpeg"),
-        "image/filename": tfds.features.Text(),
-        "image/id": np.int64,
-        "objects": tfds.features.Sequence({
-            "id": np.int64, "area": np.int64, "bbox": tfds.features.BBoxFeature(),
-            "label": tfds.features.ClassLabel(num_classes=80), "is_crowd": np.bool_}),
-        "captions": tfds.features.Sequence({"text": np.str_, "id": np.int64}),
-    }))
-
-  def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(images) for split, images in self.IMAGES.items()}
+class _CocoCaptions(coco_layouts.CocoCaptionsLayout, skip_registration=True):
+  """coco_captions's layout; SPLITS: per split, [(captions, [(bbox, label), ...]) per image]."""
 
   def _generate_examples(self, images):
     for i, (texts, objects) in enumerate(images):
       yield i, {"image": Image.fromarray(np.full((40, 60, 3), 30 * i, np.uint8)),
                 "image/filename": f"COCO_val2014_{i:012d}.jpg", "image/id": 500 + i,
-                "objects": [{"id": 9 * i + j, "area": 1, "bbox": np.array(b, np.float32),
-                             "label": label, "is_crowd": False}
+                "objects": [coco_layouts.coco_object(9 * i + j, b, label)
                             for j, (b, label) in enumerate(objects)],
                 "captions": [{"text": t, "id": 100 * i + j} for j, t in enumerate(texts)]}
 
 
 def _coco_captions_dir(tmp_path, images):
-  builder = type("coco_captions", (_CocoCaptionsLayout,), {"IMAGES": images},
-                 skip_registration=True)
-  path = _prepare(builder, tmp_path, config="2014")
-  assert path == str(tmp_path / "coco_captions" / "2014" / "1.1.0")
-  return str(tmp_path)
+  return coco_layouts.prepare_layout(_CocoCaptions, tmp_path, SPLITS=images)
 
 
 def test_reader_opens_a_prepared_coco_captions_copy(tmp_path):

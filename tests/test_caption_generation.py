@@ -17,7 +17,7 @@ from research.data import caption_inputs, captions, pipeline, vocab
 from research.launch import experiment
 from research.train import checkpoint, config as config_lib, trainer
 from tests.conftest import ROOT, final_params
-from tests.test_caption_data import _CocoCaptionsLayout, _prepare
+from tests import coco_layouts
 
 COLOURS = ("red", "green", "blue")
 THINGS = ("dog", "cat", "boat", "bird")
@@ -26,15 +26,12 @@ THINGS = ("dog", "cat", "boat", "bird")
 _RGB = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
 
 
-class _Layout(_CocoCaptionsLayout, skip_registration=True):
+class _Layout(coco_layouts.CocoCaptionsLayout, skip_registration=True):
   """coco_captions's layout; image i of the dataset (ids unique over splits) is
   40 x 60 or 48 x 40, in its colour; 2 or 3 captions naming its colour and thing."""
 
   WORDS = THINGS
   SPLITS = {"train": range(12), "test": range(12, 16)}
-
-  def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(rows) for split, rows in self.SPLITS.items()}
 
   def _generate_examples(self, rows):
     for i in rows:
@@ -43,15 +40,12 @@ class _Layout(_CocoCaptionsLayout, skip_registration=True):
                f"One {thing} in {colour} on a plain background"][:2 + i % 2]
       image = np.zeros((40, 60, 3) if i % 2 else (48, 40, 3), np.uint8) + np.uint8(_RGB[colour])
       yield i, {"image": Image.fromarray(image), "image/filename": f"{i}.jpg", "image/id": 500 + i,
-                "objects": [{"id": i, "area": 1, "label": i % 5, "is_crowd": False,
-                             "bbox": np.array([0.1, 0.1, 0.6, 0.7], np.float32)}],
+                "objects": [coco_layouts.coco_object(i, [0.1, 0.1, 0.6, 0.7], i % 5)],
                 "captions": [{"text": t, "id": 10 * i + j} for j, t in enumerate(texts)]}
 
 
 def _coco_dir(root, words) -> str:
-  builder = type("coco_captions", (_Layout,), {"WORDS": words}, skip_registration=True)
-  _prepare(builder, root, config="2014")
-  return str(root)
+  return coco_layouts.prepare_layout(_Layout, root, WORDS=words)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Issue 16's detector models: Fast R-CNN, Faster R-CNN (RPN + proposal layer), test-time
 detections and truncated SVD, against explicit references (R-CNN's warped regions:
-test_rcnn_regions.py).
+test_rcnn_regions.py; a few training steps of each: test_detection_training.py; the
+small models both use: small_detectors.py).
 
 CPU scale and shared shapes: the "small" backbone (stride 8, 4x4 RoI grid) on
 64 x 64 images, 3 object classes. VGG-16 at full scale is only traced (its
@@ -13,43 +14,15 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from research.models import detection, detection_postprocess as post, summary, vgg
 from research.ops import anchors as anchor_ops
 from research.ops import boxes as box_ops
-from research.ops import detection_losses, detection_targets
 from research.train import transfer
+from tests.small_detectors import (FASTER_SMALL, HW, K, ROI_INDEX, ROIS, SMALL, random_images,
+                                    small_fast_rcnn, small_faster_rcnn)
 from tests.test_detection_ops import _loop_nms
-
-K = 3                    # Object classes.
-HW = 64                  # Image side; the small backbone's map is 8 x 8.
-SMALL = dict(num_classes=K, backbone="small")
-FASTER_SMALL = dict(SMALL, anchor_sizes=(16.0, 32.0, 64.0), min_size=4.0, pre_nms_train=256,
-                    post_nms_train=64, pre_nms_test=256, post_nms_test=32)
-
-
-def _images(b=2, seed=0):
-  return jax.random.normal(jax.random.key(seed), (b, HW, HW, 3))
-
-
-# Every small Fast R-CNN call: 2 images, 6 RoIs (one compilation per model variant).
-ROIS = jnp.asarray([[0, 0, 64, 64], [8, 8, 40, 30], [50, 50, 60, 64], [3, 3, 3, 3], [0, 0, 9, 9],
-                    [-8, 20, 30, 80]], jnp.float32)
-ROI_INDEX = jnp.asarray([0, 1, 1, 0, 1, 0])
-
-
-def _fast(roi_pool="max"):
-  """(model, variables, jitted apply) of a small Fast R-CNN, initialised once per variant."""
-  return _fast_variant(roi_pool)
-
-
-@functools.cache
-def _fast_variant(roi_pool):
-  model = detection.FastRCNN(**SMALL, roi_pool=roi_pool)
-  variables = jax.jit(model.init)(jax.random.key(1), _images(), ROIS, ROI_INDEX)
-  return model, variables, jax.jit(model.apply, static_argnames="train")
 
 
 def _dense(x, p):
@@ -65,11 +38,11 @@ def _head_reference(pooled, head):
 
 
 def test_fast_rcnn_shapes_and_bad_names():
-  _, variables, apply = _fast()
-  outputs, features = apply(variables, _images(), ROIS, ROI_INDEX)
+  _, variables, apply = small_fast_rcnn()
+  outputs, features = apply(variables, random_images(), ROIS, ROI_INDEX)
   # The same RoIs as [B, R, 4] (R per image, no batch index): the same outputs.
   per_image = jnp.stack([ROIS[ROI_INDEX == 0], ROIS[ROI_INDEX == 1]])
-  batched, _ = apply(variables, _images(), per_image)
+  batched, _ = apply(variables, random_images(), per_image)
   assert batched["class_logits"].shape == (2, 3, K + 1)
   for b in range(2):
     np.testing.assert_allclose(batched["box_deltas"][b], outputs["box_deltas"][ROI_INDEX == b],
@@ -80,17 +53,17 @@ def test_fast_rcnn_shapes_and_bad_names():
   assert features["roi_pool"].shape == (6, 4, 4, 128)
   assert features["fc7"].shape == (6, 256)
   with pytest.raises(ValueError, match="Unknown detection backbone 'vgg17'"):
-    detection.FastRCNN(backbone="vgg17").init(jax.random.key(0), _images(1))
+    detection.FastRCNN(backbone="vgg17").init(jax.random.key(0), random_images(1))
   with pytest.raises(ValueError, match="Unknown roi_pool 'avg'"):
-    detection.FastRCNN(**SMALL, roi_pool="avg").init(jax.random.key(0), _images(1))
+    detection.FastRCNN(**SMALL, roi_pool="avg").init(jax.random.key(0), random_images(1))
   with pytest.raises(ValueError, match="smaller than the small backbone's stride 8"):
     detection.FastRCNN(**SMALL).init(jax.random.key(0), jnp.zeros((1, 4, 4, 3)))
 
 
 @pytest.mark.parametrize("roi_pool", ["max", "align"])
 def test_roi_head_matches_an_explicit_crop_and_pool(roi_pool):
-  _, variables, apply = _fast(roi_pool)
-  images = _images()
+  _, variables, apply = small_fast_rcnn(roi_pool)
+  images = random_images()
   if roi_pool == "max":
     # RoI max pooling rounds a box to feature cells with an inclusive end cell
     # (Fast R-CNN's Caffe layer): [0, 0, 56, 56] at stride 8 is cells 0..7, the whole
@@ -121,16 +94,8 @@ def test_roi_head_matches_an_explicit_crop_and_pool(roi_pool):
   np.testing.assert_allclose(outputs["box_deltas"][:2], deltas, rtol=1e-4, atol=1e-6)
 
 
-@functools.cache
-def _faster():
-  """(model, variables, its test-time (outputs, features) on _images(1)), one compilation."""
-  model = detection.FasterRCNN(**FASTER_SMALL)
-  outputs, variables = jax.jit(model.init_with_output)(jax.random.key(2), _images(1))
-  return model, variables, outputs
-
-
 def test_rpn_outputs_follow_grid_anchors_order():
-  _, variables, (outputs, features) = _faster()
+  _, variables, (outputs, features) = small_faster_rcnn()
   a = 9
   assert outputs["rpn_logits"].shape == (1, 8 * 8 * a)
   assert outputs["rpn_deltas"].shape == (1, 8 * 8 * a, 4)
@@ -224,7 +189,7 @@ def test_detect_makes_exactly_the_hand_computed_detections():
 def test_a_head_whose_logits_are_set_detects_the_expected_boxes():
   # cls_score's kernel zeroed and its bias set: every RoI gets the same logits, so after
   # per-class NMS the first of each overlapping group remains, boxes = RoIs (no deltas).
-  _, variables, apply = _fast()
+  _, variables, apply = small_fast_rcnn()
   params = jax.tree.map(lambda x: x, variables["params"])
   params["head"]["cls_score"] = {"kernel": jnp.zeros_like(params["head"]["cls_score"]["kernel"]),
                                  "bias": jnp.asarray([0.0, 0.0, 5.0, 0.0])}
@@ -232,7 +197,7 @@ def test_a_head_whose_logits_are_set_detects_the_expected_boxes():
   # Three pairs of overlapping RoIs, all in image 0.
   rois = jnp.asarray([[4, 4, 30, 30], [5, 5, 31, 31], [40, 40, 60, 60], [41, 40, 60, 61],
                       [0, 40, 20, 60], [2, 41, 21, 61]], jnp.float32)
-  outputs, _ = apply({"params": params}, _images(), rois, jnp.zeros(6, jnp.int32))
+  outputs, _ = apply({"params": params}, random_images(), rois, jnp.zeros(6, jnp.int32))
   dets = post.to_host(post.detect_batch(outputs["class_logits"][None], outputs["box_deltas"][None],
                                         rois[None], jnp.asarray([[64.0, 64.0]])))[0]
   np.testing.assert_allclose(dets["boxes"], rois[jnp.asarray([0, 2, 4])])
@@ -241,7 +206,7 @@ def test_a_head_whose_logits_are_set_detects_the_expected_boxes():
 
 
 def test_truncated_svd_head_keeps_the_detections_at_high_rank():
-  model, variables, apply = _fast()
+  model, variables, apply = small_fast_rcnn()
   rng = np.random.default_rng(3)
   params = jax.tree.map(lambda x: x, variables["params"])
   for name, fan_in in (("fc6", 4 * 4 * 128), ("fc7", 256)):
@@ -252,10 +217,10 @@ def test_truncated_svd_head_keeps_the_detections_at_high_rank():
     params["head"][name]["kernel"] = params["head"][name]["kernel"] * 300.0
   rois = jnp.asarray(rng.uniform(0, 32, (6, 2)), jnp.float32)
   rois = jnp.concatenate([rois, rois + jnp.asarray(rng.uniform(8, 32, (6, 2)), jnp.float32)], 1)
-  images = _images()
+  images = random_images()
 
   def detections(model, params):
-    run = apply if model is _fast()[0] else jax.jit(model.apply)
+    run = apply if model is small_fast_rcnn()[0] else jax.jit(model.apply)
     out, _ = run({"params": params}, images, rois, ROI_INDEX)
     return out, jax.vmap(post.detect, in_axes=(0, 0, 0, None))(
         out["class_logits"][:, None], out["box_deltas"][:, None], rois[:, None],
@@ -313,92 +278,9 @@ def test_detectors_take_a_classifiers_parameters_by_name():
   small = vgg.VGG(config="A", widths=(16, 32, 64, 128, 128), fc_width=256, num_classes=10)
   source = jax.jit(functools.partial(small.init, train=False))(
       jax.random.key(3), jnp.zeros((1, 32, 32, 3)))["params"]
-  _, variables, _ = _fast()
+  _, variables, _ = small_fast_rcnn()
   params, copied = transfer.copy_matching(variables["params"], detection.from_classifier(source),
                                           "^convs/")
   assert len(copied) == 12  # conv1_1, conv2_1, conv3_1-2, conv4_1-2: kernels and biases.
   np.testing.assert_array_equal(params["convs"]["conv4_2"]["kernel"],
                                 source["conv4_2"]["kernel"])
-
-
-# --- Training: a few steps on one synthetic image lower the papers' losses ---
-
-GT_BOXES = np.asarray([[[8, 8, 40, 32], [30, 36, 60, 60]]], np.float32)  # [1, G, 4]
-GT_CLASSES = np.asarray([[0, 2]], np.int32)
-GT_MASK = np.ones((1, 2), bool)
-
-
-def _sampler(key, num_rois=16):
-  """sample_rois over a batch of one image with the fixed ground truth (same RoIs each step)."""
-  def sample(proposals, mask):
-    t = jax.vmap(functools.partial(detection_targets.sample_rois, num_rois=num_rois,
-                                   background_iou=(0.0, 0.5)))(
-        key[None], proposals, mask, GT_BOXES, GT_CLASSES, GT_MASK)
-    return t.rois, t.valid, t
-  return sample
-
-
-def _train(loss_fn, params, steps=6, lr=1e-3):
-  """Adam on the sum of loss_fn's parts (a float [P]); (total per step, the first step's
-  gradient of each part, leading axis P)."""
-  opt = optax.adam(lr)
-  state = opt.init(params)
-
-  @jax.jit
-  def step(params, state):
-    parts, jac = loss_fn(params), jax.jacrev(loss_fn)(params)
-    grads = jax.tree.map(lambda g: g.sum(0), jac)
-    updates, state = opt.update(grads, state)
-    return optax.apply_updates(params, updates), state, parts.sum(), jac
-  losses, first = [], None
-  for _ in range(steps):
-    params, state, loss, jac = step(params, state)
-    losses.append(float(loss))
-    first = jac if first is None else first
-  return losses, first
-
-
-def test_fast_rcnn_training_steps_lower_its_loss():
-  model, variables, _ = _fast()
-  rng = np.random.default_rng(6)
-  gt = GT_BOXES[0]
-  jitter = rng.uniform(-0.3, 0.3, (24, 4)) * np.tile(gt[:, 2:] - gt[:, :2], 2)[rng.integers(0, 2, 24)]
-  proposals = (gt[rng.integers(0, 2, 24)] + jitter).clip(0, HW).astype(np.float32)[None]
-  rois, valid, targets = _sampler(jax.random.key(7))(jnp.asarray(proposals), jnp.ones((1, 24), bool))
-  image = _images(1, seed=8)
-
-  def loss_fn(params):
-    out, _ = model.apply({"params": params}, image, rois[0], jnp.zeros(16, jnp.int32), train=True,
-                         rngs={"dropout": jax.random.key(9)})
-    return detection_losses.fast_rcnn_loss(out["class_logits"], out["box_deltas"],
-                                           targets.labels[0], targets.box_targets[0],
-                                           valid[0])[0][None]
-  losses, _ = _train(loss_fn, variables["params"])
-  assert losses[-1] < 0.9 * losses[0], losses
-
-
-def test_faster_rcnn_joint_training_lowers_its_loss_without_gradient_through_proposals():
-  model, variables, _ = _faster()
-  image = _images(1, seed=10)
-  anchors = model.anchors((8, 8))
-  rpn_t = jax.vmap(detection_targets.rpn_targets, in_axes=(0, None, 0, 0, None))(
-      jax.random.key(11)[None], anchors, GT_BOXES, GT_MASK, (HW, HW))
-
-  def losses(params):
-    out, _ = model.apply({"params": params}, image, train=True,
-                         sample_rois=_sampler(jax.random.key(12)),
-                         rngs={"dropout": jax.random.key(13)})
-    t = out["roi_targets"]
-    rpn = detection_losses.rpn_loss(out["rpn_logits"], out["rpn_deltas"], rpn_t.labels,
-                                    rpn_t.box_targets)[0]
-    head = detection_losses.fast_rcnn_loss(out["class_logits"], out["box_deltas"], t.labels,
-                                           t.box_targets, t.valid)[0]
-    return jnp.stack([rpn, head])
-
-  history, grads = _train(losses, variables["params"], steps=5)
-  assert history[-1] < 0.9 * history[0], history
-  # Approximate joint training (§3.2): the head's loss reaches the RPN only through the
-  # proposal coordinates, which carry no gradient; it does reach the shared convs.
-  assert all(not np.asarray(g[1]).any() for g in jax.tree.leaves(grads["rpn"]))
-  assert all(np.asarray(g[0]).any() for g in jax.tree.leaves(grads["rpn"]))
-  assert any(np.asarray(g[1]).any() for g in jax.tree.leaves(grads["convs"]))

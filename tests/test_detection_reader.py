@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from research.data import detection
 from research.ops import boxes as box_ops
+from tests import coco_layouts
 
 
 class _Records(list):
@@ -66,44 +67,19 @@ def test_tfds_random_voc_mock_is_refused_for_its_unequal_lengths(tmp_path):
       detection.open_detection("voc/2007", "train", str(tmp_path))
 
 
-class _CocoLayout(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """A tiny dataset in TFDS coco/2017's feature layout (TFDS's coco.py `_info`),
-  prepared where a user's copy would be: <data_dir>/coco/2017/1.1.0."""
-
-  name = "coco"
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="2017", version="1.1.0")]
-  OBJECTS = {}  # Per split: [[(bbox, label, is_crowd), ...] per image].
-
-  def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(encoding_format="jpeg"),
-        "image/filename": tfds.features.Text(),
-        "image/id": np.int64,
-        "objects": tfds.features.Sequence({
-            "id": np.int64, "area": np.int64, "bbox": tfds.features.BBoxFeature(),
-            "label": tfds.features.ClassLabel(names=("person", "bicycle", "car")),
-            "is_crowd": np.bool_}),
-    }))
-
-  def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(images) for split, images in self.OBJECTS.items()}
+class _CocoScenes(coco_layouts.CocoLayout, skip_registration=True):
+  """coco/2017's layout; SPLITS: per split, [[(bbox, label, is_crowd), ...] per image]."""
 
   def _generate_examples(self, images):
     for i, objects in enumerate(images):
       yield i, {"image": Image.fromarray(np.full((50, 80, 3), 40 * i, np.uint8)),
                 "image/filename": f"{i:012d}.jpg", "image/id": 1000 + i,
-                "objects": [{"id": 7 * i + j, "area": 1, "bbox": np.array(b, np.float32),
-                             "label": label, "is_crowd": crowd}
+                "objects": [coco_layouts.coco_object(7 * i + j, b, label, crowd)
                             for j, (b, label, crowd) in enumerate(objects)]}
 
 
 def _coco_dir(tmp_path, objects):
-  builder = type("coco", (_CocoLayout,), {"OBJECTS": objects}, skip_registration=True)(
-      data_dir=str(tmp_path), config="2017", file_format="array_record")
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  assert builder.data_dir == str(tmp_path / "coco" / "2017" / "1.1.0")
-  return str(tmp_path)
+  return coco_layouts.prepare_layout(_CocoScenes, tmp_path, SPLITS=objects)
 
 
 def test_reader_opens_a_prepared_coco_2017_copy(tmp_path):

@@ -2,11 +2,12 @@
 its own: small inputs, no training."""
 
 import math
+import time
 
 import numpy as np
 import pytest
 
-from research.eval import gan_eval, paper_tables
+from research.eval import gan_eval, paper_tables, stn_analysis, timing
 
 
 def test_error_grid_and_markdown_put_ours_beside_the_papers():
@@ -25,6 +26,32 @@ def test_difference_standard_error():
   # Two 2% error rates on 1,000 images each: sqrt(2 * 0.02 * 0.98 / 1000).
   assert paper_tables.difference_standard_error(0.02, 0.02, 1000) == pytest.approx(
       math.sqrt(2 * 0.02 * 0.98 / 1000))
+
+
+def test_stn_failure_reason_tells_noise_from_a_real_gap():
+  # 5.2% vs 5.0% on 1,000 images: 0.2 points, two standard errors are about 2 points.
+  assert "within two standard errors (2.0%) of 1,000 test images" in (
+      stn_analysis.failure_reason(0.052, 0.05, 1000))
+  assert "short training" in stn_analysis.failure_reason(0.09, 0.05, 1000)
+  assert "short training" in stn_analysis.failure_reason(0.052, 0.05, None)  # No test count.
+
+
+def test_best_mean_seconds_takes_turns_and_keeps_each_best_pass():
+  calls = []
+
+  def slow(x):  # 100 ms on its first timed call (another process's load), else 5 ms.
+    calls.append(("slow", x))
+    time.sleep(0.1 if calls.count(("slow", 1)) == 2 else 0.005)
+
+  def fast(x):
+    calls.append(("fast", x))
+  seconds = timing.best_mean_seconds({"slow": (slow, [(1,), (2,)]), "fast": (fast, [(3,)])})
+  assert calls == [("slow", 1), ("fast", 3),                 # Warm-up, once each,
+                   ("slow", 1), ("slow", 2), ("fast", 3),    # then passes, taking turns.
+                   ("slow", 1), ("slow", 2), ("fast", 3)]
+  assert 0.005 <= seconds["slow"] < 0.04 and seconds["fast"] < 0.005  # The second pass.
+  with pytest.raises(ValueError, match=r"without inputs \['fast'\]"):
+    timing.best_mean_seconds({"slow": (slow, [(1,)]), "fast": (fast, [])})
 
 
 def test_sample_judge_scores_samples_against_the_test_images():

@@ -10,9 +10,13 @@ import jax
 import numpy as np
 import pytest
 
+from research import errors
+from research.data import proposals
 from research.eval import detection_plots, faster_rcnn_measures, proposal_recall
 from research.report import evaluate_claims
+from research.train.objectives import fast_rcnn as fast_objective
 from research.train.objectives import faster_rcnn as objective_lib
+from tests import detection_runs
 from tests.test_detection_experiment import load, tiny_config
 
 # --- Recall against the number of proposals ---------------------------------------------
@@ -158,9 +162,10 @@ def test_timing_splits_proposals_from_the_whole_detector(untrained):
 def test_ranked_proposals_are_the_rpn_layer_and_selective_search_in_original_pixels(
     untrained, tmp_path):
   objective, state, train, _ = untrained
+  config = objective.config.copy_and_resolve_references()
+  config.proposals.cache_dir = str(tmp_path / "proposals")
   found = faster_rcnn_measures.ranked_proposals(
-      objective, state, train, num_images=3, max_proposals=200, dataset="scenes_tiny",
-      split_name="train", cache_dir=str(tmp_path / "proposals"))
+      config, objective, state, train, "train", num_images=3, max_proposals=200)
   assert [len(found[k]) for k in ("rpn", "selective_search", "ground_truth")] == [3, 3, 3]
   # The RPN's boxes at the test-time setting are the first post_nms_test of the longer list.
   batch = next(train.eval_batches(3))
@@ -176,6 +181,37 @@ def test_ranked_proposals_are_the_rpn_layer_and_selective_search_in_original_pix
   assert all(s > 0 for s in found["selective_search_seconds"])
   # Cached: the second read is the same boxes.
   again = faster_rcnn_measures.ranked_proposals(
-      objective, state, train, num_images=1, max_proposals=200, dataset="scenes_tiny",
-      split_name="train", cache_dir=str(tmp_path / "proposals"))
+      config, objective, state, train, "train", num_images=1, max_proposals=200)
   np.testing.assert_array_equal(again["selective_search"][0], found["selective_search"][0])
+
+
+def test_ranked_proposals_read_selective_search_under_the_configs_settings(untrained, tmp_path):
+  """The voc07 bug: the default settings (native size, 2,000 boxes) were used whatever
+  the config said, so a second cache was computed beside Fast R-CNN's."""
+  objective, state, train, _ = untrained
+  config = objective.config.copy_and_resolve_references()
+  config.proposals.cache_dir = str(tmp_path / "proposals")
+  config.proposals.resize_width, config.proposals.max_proposals = 64, 12
+  found = faster_rcnn_measures.ranked_proposals(
+      config, objective, state, train, "train", num_images=2, max_proposals=20)
+  settings = proposals.settings_from_config(config.proposals, "proposals")
+  cache = proposals.ProposalCache(config.proposals.cache_dir, settings)
+  for k, (i, example) in enumerate(zip(train.indices[:2], train.examples(2))):
+    assert os.path.exists(cache.path("scenes_tiny", "train", int(i)))
+    np.testing.assert_array_equal(found["selective_search"][k],
+                                  proposals.selective_search(example.image, settings).boxes)
+    assert len(found["selective_search"][k]) <= 12
+  assert os.listdir(tmp_path / "proposals" / "scenes_tiny" / "train") == [settings.tag()]
+  config.proposals.mode = "best"
+  with pytest.raises(errors.ConfigError, match=r"proposals\.mode"):
+    faster_rcnn_measures.ranked_proposals(config, objective, state, train, "train", 1, 20)
+
+
+def test_the_recall_curves_read_fast_rcnns_selective_search_cache():
+  # Same settings, same cache folder: Fig. 2 reads what Fast R-CNN's run computed.
+  fast = detection_runs.load("fast_rcnn")
+  for arg in ("", "voc07"):
+    ours, theirs = load().get_config(arg), fast.get_config(arg)
+    assert (proposals.settings_from_config(ours.proposals, "proposals")
+            == fast_objective.proposal_settings(theirs)), arg
+    assert ours.proposals.cache_dir == theirs.objective.proposal_cache == ""

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from research import models
+from research.eval import stn_analysis
 from research.launch import experiment, multirun
 from research.models import summary
 
@@ -118,7 +119,10 @@ def test_tiny_run_end_to_end_then_a_rerun_reuses_the_cells(data_dir, tmp_path):
 
   # The transformer's outputs are the pictures' second rows: at 2 steps from
   # the identity they still look like the inputs.
-  block = stn.transformed_test_images(config, stn.Cell("st_cnn", "affine", "r"), workdir, 3)
+  block = stn_analysis.transformed_test_images(
+      stn.cell_config(config, stn.Cell("st_cnn", "affine", "r")), os.path.join(workdir, "st_cnn_r"),
+      3, "R")
+  assert block["name"] == "R" and block["predicted"].shape == block["labels"].shape == (3,)
   assert block["outputs"].shape == block["inputs"].shape == (3, 28, 28, 1)
   assert np.abs(block["outputs"] - block["inputs"]).mean() < 0.1
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research.eval import plots
+from research.eval import deconvnet_plots
 from research.models import deconvnet_chain
 from research.ops import deconvnet, occlusion
 from research.train import steps
@@ -69,9 +69,9 @@ def top9(name, chain, params, images01, labels, mean, std, vis, workdir, origins
       crop = lambda a, b: np.stack([a[j, t:t + s, l:l + s] for j, (t, l, s) in enumerate(b)])
       rows.append((f"map {c}", crop(proj, boxes), crop(images01[best], boxes)))
       purity.append(np.bincount(labels[best]).max() / len(best))
-    plots.top9_figure(rows, os.path.join(workdir, f"fig2_{name}_layer{layer}.png"),
-                      f"{name}, layer {layer}: top-9 activations of {len(maps)} "
-                      "random feature maps")
+    deconvnet_plots.top9_figure(rows, os.path.join(workdir, f"fig2_{name}_layer{layer}.png"),
+                                f"{name}, layer {layer}: top-9 activations of {len(maps)} "
+                                "random feature maps")
     metrics[f"{name}/layer{layer}/top9_class_purity"] = float(np.mean(purity))
   return metrics
 
@@ -138,9 +138,9 @@ def occlusion_study(name, model, params, chain, shown, measured, mean, std, size
     rows.append(dict(image=image, size=size, label=int(label), feature_map=r["c"],
                      activation=r["totals"][..., r["c"]], projection=np.asarray(projection),
                      p_true=r["probs"][..., label], top_class=r["probs"].argmax(-1)))
-  plots.occlusion_figure(rows, os.path.join(workdir, f"fig7_{name}.png"), class_names,
-                         f"{name}: occlusion by a {size}x{size} gray square, every "
-                         f"{stride} pixels")
+  deconvnet_plots.occlusion_figure(
+      rows, os.path.join(workdir, f"fig7_{name}.png"), class_names,
+      f"{name}: occlusion by a {size}x{size} gray square, every {stride} pixels")
   results = [study(image, label) for image, label in zip(*measured)]
   keys = ["feature_drop", "p_drop_concentration"] + (
       ["object_drop", "background_drop"] if background_below is not None else [])
@@ -196,9 +196,9 @@ def look_inside(net: Network, images, labels, shown, vis, workdir: str, *, occlu
   name, model, params, mean, std = net.name, net.model, net.params, net.mean, net.std
   chain = deconvnet_chain.read_chain(model, params, images.shape[1:])
   metrics = top9(name, chain, params, images, labels, mean, std, vis, workdir, origins)
-  plots.filters_figure(np.asarray(params["conv1"]["kernel"]),
-                       os.path.join(workdir, f"filters_{name}.png"),
-                       f"{name}: the first layer's filters")
+  deconvnet_plots.filters_figure(np.asarray(params["conv1"]["kernel"]),
+                                 os.path.join(workdir, f"filters_{name}.png"),
+                                 f"{name}: the first layer's filters")
   # Occlusion is measured on evenly spaced images of the dataset, not only on the shown ones.
   every = max(1, len(images) // vis.occlusion_measured)
   measured = (images[::every][:vis.occlusion_measured], labels[::every][:vis.occlusion_measured])

@@ -1,9 +1,9 @@
 """Detection figures: scenes with their ground-truth boxes and, optionally, detections;
 recall against the number of proposals (Faster R-CNN Fig. 2).
 
-Beside `plots.py` (already past 400 lines) and drawn the same way: matplotlib
-through its Agg canvas, saved by `plots.save`. Ground truth is drawn solid,
-with the class name above the box; detections dashed, with "name score".
+Beside `plots.py` and drawn the same way: matplotlib through its Agg canvas,
+saved by `plots.save`. Ground truth is drawn solid, with the class name above
+the box; detections dashed, with "name score".
 
   python -m research.eval.detection_plots --name=detection_scenes --split=test \\
       --num=16 --out=results/detection_scenes/test_scenes.png

@@ -5,15 +5,16 @@ Fig. 2, Table 4).
 `svd_and_time` evaluates the trained detector with fc6 and fc7 replaced by
 their truncated SVD (detection.truncate_head: W ~ U_t S_t V_t^T, two layers
 of rank t each) on the whole test split, and times both detectors one image
-at a time (region_detection.seconds_per_image: batch 1, after compilation),
-interleaved over two passes so both see the same load, the better pass
-counting.
+at a time (batch 1, after compilation), taking turns over two passes so both
+see the same load, the better pass counting (timing.best_mean_seconds).
 """
 
 import copy
 
+import jax
 import ml_collections
 
+from research.eval import timing
 from research.models import detection as detection_models
 from research.train import region_detection
 
@@ -54,11 +55,11 @@ def svd_and_time(objective, state, split, metrics: dict, *, svd_ranks, timed_ima
                                                                   tuple(svd_ranks)))
   svd_metrics = region_detection.evaluate(svd, svd_state, split, batch_size)
   n = min(timed_images, len(split))
-  times = {"full": [], "svd": []}
-  for _ in range(2):  # Interleaved, so both see the same load.
-    times["full"].append(region_detection.seconds_per_image(objective, state, split, n))
-    times["svd"].append(region_detection.seconds_per_image(svd, svd_state, split, n))
-  net, net_svd = min(times["full"]), min(times["svd"])
+  batches = timing.one_image_batches(split, n)
+  seconds = timing.best_mean_seconds({  # Taking turns, so both see the same load.
+      "full": (jax.jit(objective.eval_step), [(state, b) for b in batches]),
+      "svd": (jax.jit(svd.eval_step), [(svd_state, b) for b in batches])}, passes=2)
+  net, net_svd = seconds["full"], seconds["svd"]
   proposal_s = metrics.get("test/proposal_seconds_per_image", float("nan"))
   out = {"test/network_seconds_per_image": net, "test/seconds_per_image": net + proposal_s,
          "test/svd/network_seconds_per_image": net_svd,

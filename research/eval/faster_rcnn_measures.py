@@ -13,35 +13,23 @@ images one at a time (batch 1), after compilation:
   test/proposal_seconds_per_image: `FasterRCNN.propose` alone (RPN + proposal
     decoding + NMS) on each image's precomputed feature map.
 
-Each is the better of `passes` passes over the images: on a shared machine the
-slower pass measures the other processes.
+Each is the better of `passes` passes over the images, the two taking turns
+(timing.best_mean_seconds): on a shared machine the slower pass measures the
+other processes.
 
 `ranked_proposals` gives each test image's RPN proposals (objectness order,
 after the proposal layer's NMS, up to any count) and selective search's (its
-own rank, from the cache the Fast R-CNN and R-CNN experiments share), with
-the ground truth, in original pixels: proposal_recall.recall_vs_proposals'
-input.
+own rank, from the cache the Fast R-CNN experiment fills, under the settings
+of the config it is given), with the ground truth, in original pixels:
+proposal_recall.recall_vs_proposals' input.
 """
 
-import time
-
+from absl import logging
 import jax
 import numpy as np
 
 from research.data import proposals as proposal_lib
-
-
-def best_mean_seconds(fn, inputs: list, passes: int = 2) -> float:
-  """Mean wall seconds of fn(*args) over `inputs` (waiting for the results), the
-  best of `passes` passes; one call before the timed ones compiles."""
-  jax.block_until_ready(fn(*inputs[0]))
-  best = float("inf")
-  for _ in range(passes):
-    start = time.perf_counter()
-    for args in inputs:
-      jax.block_until_ready(fn(*args))
-    best = min(best, (time.perf_counter() - start) / len(inputs))
-  return best
+from research.eval import timing
 
 
 def faster_rcnn_seconds(objective, state, split, num_images: int, passes: int = 2) -> dict:
@@ -66,14 +54,8 @@ def faster_rcnn_seconds(objective, state, split, num_images: int, passes: int = 
   if n < 1:
     raise ValueError(f"faster_rcnn_seconds: num_images={num_images} on a split of "
                      f"{len(split)} images; time at least one image.")
-  batches = []
-  for batch in split.eval_batches(1):
-    batches.append(jax.device_put(batch))
-    if len(batches) == n:
-      break
+  batches = timing.one_image_batches(split, n)
   params = state.params
-  eval_step = jax.jit(objective.eval_step)
-  total = best_mean_seconds(eval_step, [(state, b) for b in batches], passes)
 
   @jax.jit
   def feature_map(params, batch):
@@ -86,35 +68,45 @@ def faster_rcnn_seconds(objective, state, split, num_images: int, passes: int = 
                            method=lambda m, f, image_hw: m.propose(f, image_hw))
     return out["proposals"], out["proposal_mask"]
 
-  inputs = [(params, feature_map(params, b), b["image_hw"]) for b in batches]
-  proposal = best_mean_seconds(proposals, inputs, passes)
-  return {"test/seconds_per_image": total, "test/proposal_seconds_per_image": proposal,
-          "test/timed_images": n}
+  seconds = timing.best_mean_seconds({
+      "test/seconds_per_image": (jax.jit(objective.eval_step), [(state, b) for b in batches]),
+      "test/proposal_seconds_per_image": (
+          proposals, [(params, feature_map(params, b), b["image_hw"]) for b in batches])},
+      passes)
+  return {**seconds, "test/timed_images": n}
 
 
-def ranked_proposals(objective, state, split, num_images: int, max_proposals: int,
-                     dataset: str, split_name: str, cache_dir: str | None = None,
-                     settings=proposal_lib.ProposalSettings(), batch_size: int = 50) -> dict:
+def ranked_proposals(config, objective, state, split, split_name: str, num_images: int,
+                     max_proposals: int, batch_size: int = 50) -> dict:
   """Each of the split's first images' ranked proposals and ground truth, original pixels.
 
   Args:
+    config: the run's config. Selective search's boxes are read from the cache
+      Fast R-CNN's run shares (proposals.SplitProposals) under its settings
+      config.proposals (ProposalSettings' fields; resize_width 0: the image's own
+      size) and config.proposals.cache_dir ("": proposals.default_cache_dir(
+      config.data.data_dir)), keyed by config.data.name; images missing from it are
+      computed and stored, with progress lines.
     objective, state: a trained faster_rcnn Objective and its state.
     split: the eval split (DetectionInputSplit).
+    split_name: the split's name (the cache key's).
     num_images: the first this many images.
     max_proposals: RPN proposals kept per image after the proposal layer's NMS
       (its post_nms_test raised to this; the paper's Fig. 2 goes to 2000).
-    dataset, split_name: the selective-search cache's key (config.data.name and
-      the split's name).
-    cache_dir: the cache's root (default proposals.default_cache_dir()); images
-      missing from it are computed and stored.
-    settings: selective search's ProposalSettings (the detectors' defaults).
     batch_size: RPN images per jitted call.
 
   Returns:
     {"rpn": [float32 [P_i, 4]], "selective_search": [float32 [K_i, 4]],
      "ground_truth": [float32 [G_i, 4]] (difficult and crowd boxes left out),
      "selective_search_seconds": [float]}, one entry per image.
+
+  Raises:
+    errors.ConfigError: impossible selective search settings in config.proposals.
   """
+  source = proposal_lib.SplitProposals.open(
+      proposal_lib.settings_from_config(config.proposals, "proposals"), config.data.name,
+      split_name, config.proposals.max_proposals, cache_dir=config.proposals.cache_dir,
+      data_dir=config.data.data_dir)
   n = min(num_images, len(split))
   model = objective.model.clone(post_nms_test=max_proposals,
                                 pre_nms_test=max(objective.model.pre_nms_test, max_proposals))
@@ -127,7 +119,7 @@ def ranked_proposals(objective, state, split, num_images: int, max_proposals: in
                       method=lambda m, f, hw: m.propose(f, hw))
     return out["proposals"], out["proposal_mask"]
 
-  out = {"rpn": [], "selective_search": [], "ground_truth": [], "selective_search_seconds": []}
+  out = {"rpn": [], "ground_truth": []}
   for batch in split.eval_batches(batch_size):
     boxes, mask = jax.device_get(rpn(state.params, batch))
     for r in range(len(boxes)):
@@ -135,11 +127,12 @@ def ranked_proposals(objective, state, split, num_images: int, max_proposals: in
         out["rpn"].append(boxes[r][mask[r]] / batch["scale"][r])
     if len(out["rpn"]) >= n:
       break
-  cache = proposal_lib.ProposalCache(cache_dir or proposal_lib.default_cache_dir(), settings)
-  for index, example in zip(split.indices[:n], split.examples(n)):
-    found = cache.get(dataset, split_name, int(index), example.image)
-    out["selective_search"].append(found.boxes)
-    out["selective_search_seconds"].append(found.seconds)
+  examples = split.examples(n)
+  images = {int(i): e.image for i, e in zip(split.indices[:n], examples)}
+  boxes, seconds = source.read(images.__getitem__, list(images),
+                               log=lambda line: logging.info("%s", line))
+  out["selective_search"], out["selective_search_seconds"] = boxes, [float(s) for s in seconds]
+  for example in examples:
     out["ground_truth"].append(np.asarray(example.boxes, np.float32)[
         ~(np.asarray(example.difficult, bool) | np.asarray(example.crowd, bool))])
   return out

@@ -1,16 +1,16 @@
-"""Every figure of the project, drawn with one save helper.
+"""The project's figures' one save helper, and the figures many papers share.
 
 Matplotlib through its Agg canvas directly (no pyplot), so importing this
 neither needs a display nor changes the process's global backend; `save`
-writes every PNG. It is the one module that imports matplotlib
-(tests/test_layers.py checks), which is why it runs past 400 lines: grids,
-curves and the papers' own figures (Yosinski et al.'s Fig. 2, ZF Net, STN)
-share the helpers above them.
+writes every PNG. Here: image grids (samples, Goodfellow et al.'s Fig. 1,
+latent walks), curves and bars (training curves, attack curves, sweeps,
+Yosinski et al.'s Fig. 2) and captioned images. A paper's own figures sit
+beside this in research/eval/<topic>_plots.py (deconvnet_plots: ZF Net;
+stn_plots: STN; detection_plots, alignment_plots, region_plots), drawn the
+same way; only these modules import matplotlib (tests/test_layers.py checks).
 
 Images are float arrays [N, H, W, C], C in {1, 3}, in `value_range` ([0, 1]
-by default; pass (-1, 1) for DCGAN samples); ZF Net's projections are signed
-(deconvnet reconstructions), each shown on its own scale, zero as mid-gray,
-as the paper shows them.
+by default; pass (-1, 1) for DCGAN samples).
 """
 
 from collections.abc import Sequence
@@ -19,7 +19,6 @@ import textwrap
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 import numpy as np
 
 from research.train import metrics as metrics_lib
@@ -292,174 +291,6 @@ def transfer_figure(accuracies: dict[str, tuple], base_b: float, xticks, path: s
   ax.legend(fontsize=8)
   fig.tight_layout()
   return save(fig, path)
-
-
-# --- Zeiler & Fergus 2013: Fig. 2, filters, Fig. 7 -------------------------
-
-
-def signed_to_unit(x: np.ndarray) -> np.ndarray:
-  """A signed reconstruction [..., H, W, C] to [0, 1], zero at 0.5, per image."""
-  x = np.asarray(x, np.float32)
-  scale = np.abs(x).reshape(x.shape[0], -1).max(axis=1).reshape(-1, *[1] * (x.ndim - 1))
-  return 0.5 + 0.5 * x / np.maximum(scale, 1e-12)
-
-
-def _show(ax, image, title=None, **kwargs):
-  image = np.asarray(image)
-  if image.ndim == 3 and image.shape[-1] == 1:
-    image = image[..., 0]
-  ax.imshow(image, cmap=kwargs.pop("cmap", "gray" if image.ndim == 2 else None),
-            interpolation="nearest", **kwargs)
-  ax.set_xticks([])
-  ax.set_yticks([])
-  if title:
-    ax.set_title(title, fontsize=7)
-
-
-def top9_figure(rows, path: str, title: str) -> str:
-  """Fig. 2 for one layer: per feature map, its top-9 projections (3x3, left)
-  and the corresponding image patches (3x3, right).
-
-  rows: list of (label, projections [9, h, w, C] signed, patches [9, h, w, C] in [0, 1]).
-  """
-  height = 2.9 * len(rows) + 0.5
-  fig = Figure(figsize=(6.0, height), dpi=90)
-  fig.suptitle(title, fontsize=8)
-  for r, (label, projections, patches) in enumerate(rows):
-    for c, (images, what) in enumerate(((signed_to_unit(projections), "projections"),
-                                        (patches, "patches"))):
-      ax = fig.add_subplot(len(rows), 2, 2 * r + c + 1)
-      _show(ax, tile(images, 3, padding=1), title=f"{label}: {what}", vmin=0, vmax=1)
-  fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))  # Room for the title.
-  return save(fig, path)
-
-
-def filters_figure(kernel: np.ndarray, path: str, title: str) -> str:
-  """First-layer filters [k, k, C_in, C_out] as images, each scaled to [0, 1]."""
-  w = np.moveaxis(np.asarray(kernel, np.float32), -1, 0)  # [C_out, k, k, C_in]
-  lo = w.min(axis=(1, 2, 3), keepdims=True)
-  hi = w.max(axis=(1, 2, 3), keepdims=True)
-  w = (w - lo) / np.maximum(hi - lo, 1e-12)
-  grid = tile(w, 8, padding=1)
-  scale = max(1, 560 // grid.shape[1])
-  fig = Figure(figsize=(grid.shape[1] * scale / 100 + 0.2, grid.shape[0] * scale / 100 + 0.4),
-               dpi=100)
-  ax = fig.add_axes((0.02, 0.02, 0.96, 0.86))
-  _show(ax, grid, vmin=0, vmax=1)
-  fig.suptitle(title, fontsize=8)
-  return save(fig, path)
-
-
-def occlusion_figure(rows, path: str, class_names, title: str) -> str:
-  """Fig. 7: per image (a) the image and the occluder, (b) the total activation
-  of the strongest layer-5 map against the occluder's position, (c) that map
-  projected by the deconvnet, (d) p(true class), (e) the most probable class.
-
-  rows: dicts with image [H, W, C] in [0, 1], size (occluder side), label,
-  feature_map int, activation [Gy, Gx], projection [H, W, C] signed,
-  p_true [Gy, Gx], top_class int [Gy, Gx].
-  """
-  k = len(class_names)
-  height = 2.0 * len(rows) + 0.4
-  fig = Figure(figsize=(10, height), dpi=100)
-  fig.suptitle(title, fontsize=9)
-  for r, row in enumerate(rows):
-    axes = [fig.add_subplot(len(rows), 5, 5 * r + i + 1) for i in range(5)]
-    _show(axes[0], row["image"], title=f"(a) {class_names[row['label']]}", vmin=0, vmax=1)
-    s = row["size"]
-    axes[0].add_patch(_square(s))
-    image = axes[1].imshow(row["activation"], cmap="viridis")
-    fig.colorbar(image, ax=axes[1], fraction=0.046)
-    axes[1].set_title(f"(b) layer-5 map {row['feature_map']} total", fontsize=7)
-    _show(axes[2], signed_to_unit(row["projection"][None])[0], vmin=0, vmax=1,
-          title="(c) its projection")
-    image = axes[3].imshow(row["p_true"], cmap="magma", vmin=0, vmax=1)
-    fig.colorbar(image, ax=axes[3], fraction=0.046)
-    axes[3].set_title("(d) p(true class)", fontsize=7)
-    image = axes[4].imshow(row["top_class"], cmap="tab10", vmin=-0.5, vmax=max(k, 10) - 0.5,
-                           interpolation="nearest")
-    present = np.unique(row["top_class"])
-    axes[4].set_title("(e) most probable: " + ", ".join(class_names[c][:10] for c in present),
-                      fontsize=6)
-    for ax in axes[1:]:
-      ax.set_xticks([])
-      ax.set_yticks([])
-  fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))
-  return save(fig, path)
-
-
-def _square(size: int):
-  return Rectangle((-0.5, -0.5), size, size, fill=True, facecolor="gray", alpha=0.8,
-                   edgecolor="yellow", linewidth=0.8)
-
-
-# --- Spatial transformer networks: Fig. 3, Table 1 ------------------------
-
-
-def pose_figure(blocks: Sequence[dict], path: str, *, title: str = "") -> str:
-  """One pair of rows per block: the inputs, then the transformer's outputs.
-
-  Args:
-    blocks: dicts with "name" (the row label, e.g. "RTS"), "inputs" [N, H, W, 1],
-      "outputs" [N, H', W', 1], and optionally "predicted" and "labels" (int
-      [N]): the prediction is written over each output, in red when wrong.
-    path: the PNG to write.
-    title: the figure's title.
-  """
-  cols = max(len(b["inputs"]) for b in blocks)
-  rows = 2 * len(blocks)
-  title = textwrap.fill(title, max(60, 12 * cols))
-  title_h = 0.2 + 0.18 * title.count("\n") if title else 0.0  # Inches.
-  height = 1.0 * rows + title_h
-  fig = Figure(figsize=(0.9 * cols + 1.0, height), dpi=100)
-  for r, block in enumerate(blocks):
-    for kind, images in enumerate((block["inputs"], block["outputs"])):
-      for c, image in enumerate(images):
-        ax = fig.add_subplot(rows, cols, (2 * r + kind) * cols + c + 1)
-        ax.imshow(np.clip(image[..., 0], 0, 1), cmap="gray", vmin=0, vmax=1,
-                  interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if c == 0:
-          ax.set_ylabel(f"{block['name']}\n{'input' if kind == 0 else 'ST output'}",
-                        fontsize=7)
-        if kind == 1 and "predicted" in block:
-          wrong = "labels" in block and block["predicted"][c] != block["labels"][c]
-          ax.set_title(str(int(block["predicted"][c])), fontsize=7, pad=1,
-                       color="red" if wrong else "black")
-  if title:
-    fig.suptitle(title, fontsize=9, y=1 - 0.05 / height, va="top")
-  # Leave the title its strip: tight_layout alone would draw the rows over it.
-  fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.2, rect=(0, 0, 1, 1 - title_h / height))
-  return save(fig, path, tight=True)
-
-
-def results_table(row_names: Sequence[str], col_names: Sequence[str], ours, paper,
-                  path: str, *, title: str = "") -> str:
-  """Draws a table whose cells read "ours (paper)", errors in %.
-
-  Args:
-    row_names, col_names: the models and the datasets.
-    ours, paper: float [rows, cols] errors in %, NaN where not run / not reported.
-  """
-  def text(o, p):
-    left = "—" if np.isnan(o) else f"{o:.1f}"
-    return left + ("" if np.isnan(p) else f" ({p:.1f})")
-
-  ours, paper = np.asarray(ours, float), np.asarray(paper, float)
-  cells = [[text(o, p) for o, p in zip(ro, rp)] for ro, rp in zip(ours, paper)]
-  fig = Figure(figsize=(1.3 + 1.1 * len(col_names), 0.6 + 0.3 * (len(row_names) + 1)),
-               dpi=100)
-  ax = fig.add_axes((0, 0, 1, 0.85 if title else 1))
-  ax.set_axis_off()
-  table = ax.table(cellText=cells, rowLabels=list(row_names), colLabels=list(col_names),
-                   loc="center", cellLoc="center")
-  table.auto_set_font_size(False)
-  table.set_fontsize(8)
-  table.scale(1, 1.3)
-  if title:
-    fig.suptitle(textwrap.fill(title, 20 + 16 * len(col_names)), fontsize=8)
-  return save(fig, path, tight=True)
 
 
 def caption_grid(images, captions: Sequence[Sequence[tuple[str, str]]], path: str, *,

@@ -18,12 +18,11 @@ objectives/faster_rcnn.py) trains the same head on its RPN's proposals. Both
     (`<split>/<recall_name>`), detections per image, and, when the batches
     carry them, the proposals' stored seconds (`proposal_seconds_per_image`).
 
-`RegionObjective` is the base class of both; `seconds_per_image` times the
-test-time detector one image at a time, after compilation.
+`RegionObjective` is the base class of both (their test-time timing:
+research/eval/timing.py).
 """
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -324,22 +323,6 @@ def evaluate(objective: RegionObjective, state, split, batch_size: int) -> dict[
   for batch in split.eval_batches(batch_size):
     sums = objective.eval_accumulate(sums, step(state, batch))
   return objective.eval_metrics(sums)
-
-
-def seconds_per_image(objective: RegionObjective, state, split, num_images: int) -> float:
-  """Mean wall seconds of the test-time detector (jitted eval_step: the network,
-  the box decoding and per-class NMS, on the device) per image, batch 1, over
-  the first num_images images of `split`, after compiling on the first; the
-  batches are read beforehand, so reading and rescaling images is not counted."""
-  step = jax.jit(objective.eval_step)
-  batches = [jax.device_put(b) for _, b in zip(range(num_images + 1), split.eval_batches(1))]
-  jax.block_until_ready(step(state, batches[0]))  # Compilation and warm-up.
-  times = []
-  for batch in batches[1:] or batches:
-    start = time.perf_counter()
-    jax.block_until_ready(step(state, batch))
-    times.append(time.perf_counter() - start)
-  return float(np.mean(times))
 
 
 def coco_ground_truth(ground_truth, image_hw, class_names) -> dict:
