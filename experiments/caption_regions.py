@@ -14,7 +14,7 @@ agreement 61.5 / 45.2 / 30.1 / 22.0, nearest neighbour 22.9 / 10.5 / 0.0 /
 Here: the training pairs are inferred by a finished caption_alignment run
 (experiments/caption_alignment.py, its `full` model; config.compare.
 caption_alignment, default the sibling <dirname(workdir)>/caption_alignment)
-on the training scenes config.data.train_split (train[:3000], the scenes the
+on the training scenes config.data.train_split (train, the 5,000 scenes the
 alignment trained on, whose regions, our Faster R-CNN's top 19 detections,
 it cached), computed once and kept in <workdir>/train_pairs.json (written
 atomically, reused on resume): every word of each of the 5 sentences goes to
@@ -145,7 +145,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.objective = objective_lib.default_objective()
   o = config.objective
   config.data.name = "caption_scenes"
-  config.data.train_split = "train[:3000]"  # The alignment run's scenes (regions cached).
+  config.data.train_split = "train"  # The alignment run's scenes (regions cached).
   config.data.eval_split = "test"
   o.image_size = 32
   o.max_len, o.decode_len = 18, 17  # Phrases of up to 16 words; longer ones cut (logged).
