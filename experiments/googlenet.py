@@ -34,9 +34,10 @@ epochs through XLA (the default until issue 15): Inception 20.9%, plain
 18.7%, the same verdicts. `report.md` explains, with `inception_vs_plain.png`.
 The convolutions run through oneDNN (`conv_impl="onednn"`, issue 15's rerun),
 but this net gained nothing from it: the Inception net trained at 155
-images/s (XLA: 178 in the earlier run), the plain one at 345 (XLA: 314); the
-quarter-width Inception branches are convolutions of 4-48 channels on 3x3 to
-14x14 maps, where a call's fixed costs outweigh oneDNN's faster kernels.
+images/s (XLA: 178 in the earlier run), the plain one at 345 (XLA: 314);
+likely because the quarter-width Inception branches are convolutions of 4-96
+channels on 3x3 to 14x14 maps, where a call's fixed costs outweigh oneDNN's
+faster kernels (not profiled).
 `--config.conv_impl=xla` is the faster choice for it here.
 
 Arguments (`--config=experiments/googlenet.py:ARG`):
