@@ -186,7 +186,8 @@ def test_end_to_end_report_figure_and_pairs(straight, tiny):  # noqa: F811
   report = open(os.path.join(workdir, "report.md")).read()
   assert "| ours: region generator" in report and "RNN: region-level model | 35.2" in report
   assert "## The paper's claims (" in report and report.count("| **") == 4  # 4 verdicts.
-  assert "beta 0.25: Each sentence" in report and "| ours: region generator, beam length" in report
+  beta = module.get_config().regions.beta
+  assert f"beta {beta:g}: Each sentence" in report and "| ours: region generator, beam length" in report
   assert os.path.getsize(os.path.join(workdir, module.FIGURE)) > 10_000
   with open(os.path.join(workdir, "vocab.json")) as f:  # The region phrases' vocabulary.
     assert "<unk>" in vocab.Vocabulary.from_json(f.read()).words
