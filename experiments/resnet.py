@@ -50,7 +50,7 @@ first epochs: 25.9% against ResNet-20's 10.3% and plain-56's 24.3% (2 of 6);
 with a one-epoch warm-up, as the paper gave its 110-layer net,
 
   python launch.py --config=experiments/resnet.py --workdir=runs/resnet_warmup \
-      --config.optimizer.warmup_steps=78
+      --config.optimizer.warmup_steps=78 --config.num_epochs=6 --config.conv_impl=xla
 
 it reached 11.1% against ResNet-20's 10.7% and plain-56's 31.1% in those 6
 epochs (3 of 6 held).
