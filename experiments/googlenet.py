@@ -21,7 +21,7 @@ auxiliary heads (loss weight 0.3) and dropout 0.4, and train the same way on a
 1e-3, cosine decay) rather than the paper's SGD with Polyak averaging. One
 seed each: differences under about half a point are within run-to-run noise.
 
-Command (19.6 min on 2 CPU cores, the first 5 shared with a test run; 2026-11-30:
+Command (19.6 minutes on 2 CPU cores, the first 5 shared with a test run; 2026-11-30:
 13.4 min for the Inception net, 6.1 for the plain one):
 
   python launch.py --config=experiments/googlenet.py --workdir=runs/googlenet
